@@ -1,0 +1,22 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Knex } from 'knex';
+
+/**
+ * Told about every COMMIT a knex-scope session sends inside its async context. `retryTransaction`
+ * installs one per attempt, to know whether the attempt already committed work and what happened
+ * to a COMMIT whose connection died.
+ */
+export interface CommitTracker {
+  /** Runs on the still-open transaction right before COMMIT is sent. */
+  beforeCommit?(trx: Knex.Transaction): Promise<void>;
+  committed(trx: Knex.Transaction): void;
+  commitFailed(trx: Knex.Transaction, error: unknown): void;
+}
+
+/**
+ * The async context that carries the active CommitTracker. Internal to knex-scope.
+ *
+ * @example
+ * commitTracking.run(tracker, () => fn()); // every session committed inside fn reports to tracker
+ */
+export const commitTracking = new AsyncLocalStorage<CommitTracker>();

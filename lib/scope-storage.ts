@@ -1,0 +1,11 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Scope } from './scope';
+
+/**
+ * The async context that carries the active scope through a handler's call tree. Internal to
+ * knex-scope: read it with `currentDb()`.
+ *
+ * @example
+ * scopeStorage.run(scope, next);
+ */
+export const scopeStorage = new AsyncLocalStorage<Scope>();

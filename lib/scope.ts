@@ -1,0 +1,213 @@
+import type { Knex } from 'knex';
+import { ScopeClosedError, SessionLimitError } from './errors';
+import { Session, type SessionKind } from './session';
+
+/** What every scope of one `withDb(...)` shares. */
+export interface ScopeCore {
+  readonly knex: Knex;
+  readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
+  /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
+  owner: object | undefined;
+}
+
+/** How a scope's life is controlled by the adapters. Internal to knex-scope. */
+export interface ScopeControl {
+  open(core: ScopeCore, outer: Scope | undefined): Scope;
+  /** Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it held none. */
+  close(scope: Scope, aborted: boolean): Promise<void> | undefined;
+  /** How many sessions of this scope have committed. */
+  commits(scope: Scope): number;
+  outer(scope: Scope): Scope | undefined;
+  owner(scope: Scope): object | undefined;
+}
+
+export let scopeControl: ScopeControl;
+
+/**
+ * The database sessions of one request, job or `db.wrap` call: nameko's `Database` dependency.
+ * You get it as `req.db` (Express), `ctx.db` (Koa), the first argument of a `db.wrap` handler, or
+ * from `currentDb()`. It acquires no connection until a session is asked for, and when it ends
+ * every session still open is rolled back and its connection released, never committed.
+ *
+ * @example
+ * app.post('/orders', async (req, res) => {
+ *   const trx = await req.db.session;            // lazy: BEGIN on first use
+ *   await trx('orders').insert({ item: 'tea' });
+ *   await trx.commit();
+ *   res.status(201).end();
+ * });
+ */
+export class Scope {
+  /** The root Knex instance, for work outside any session. */
+  readonly knex: Knex;
+  readonly #core: ScopeCore;
+  readonly #outer: Scope | undefined;
+  #open: Set<Session> | undefined;
+  #lazy: Session | undefined;
+  #count = 0;
+  #commits = 0;
+  #ended = false;
+  #aborted = false;
+  #closing: Promise<void> | undefined;
+  #abort: AbortController | undefined;
+
+  private constructor(core: ScopeCore, outer: Scope | undefined) {
+    this.knex = core.knex;
+    this.#core = core;
+    this.#outer = outer;
+  }
+
+  static {
+    scopeControl = {
+      open: (core, outer) => new Scope(core, outer),
+      close: (scope, aborted) => scope.#close(aborted),
+      commits: (scope) => scope.#commits,
+      outer: (scope) => scope.#outer,
+      owner: (scope) => scope.#core.owner,
+    };
+  }
+
+  /**
+   * The lazy request session (nameko's `db.session`): the first read acquires a connection and
+   * sends BEGIN; every later read returns the same transaction until it is committed or rolled
+   * back, after which the next read opens a fresh one.
+   *
+   * @example
+   * const trx = await scope.session;
+   * await trx('orders').insert(order);
+   * await trx.commit();
+   */
+  get session(): Promise<Knex.Transaction> {
+    const lazy = this.#lazy;
+    if (lazy?.live) return lazy.ready;
+    try {
+      this.#lazy = this.#start('lazy');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#lazy.ready;
+  }
+
+  /**
+   * A new, independent transaction on its own pooled connection. Without a callback, you commit
+   * or roll it back (whatever you leave open is rolled back when the scope ends). With a callback,
+   * it commits when the callback resolves and returns its value; it rolls back and rethrows when
+   * the callback throws; if COMMIT fails, it rolls back and rethrows the COMMIT error.
+   *
+   * @example
+   * const id = await scope.getSession(async (trx) => {
+   *   const [row] = await trx('orders').insert(order).returning('id');
+   *   return row.id;
+   * });
+   */
+  getSession(): Promise<Knex.Transaction>;
+  getSession<T>(callback: (trx: Knex.Transaction) => T | PromiseLike<T>): Promise<T>;
+  async getSession<T>(
+    callback?: (trx: Knex.Transaction) => T | PromiseLike<T>,
+  ): Promise<Knex.Transaction | T> {
+    const session = this.#start(callback === undefined ? 'explicit' : 'callback');
+    const trx = await session.ready;
+    if (callback === undefined) return trx;
+    let result: T;
+    try {
+      result = await callback(trx);
+    } catch (error) {
+      await session.rollback();
+      throw error;
+    }
+    await session.finish(trx);
+    return result;
+  }
+
+  /**
+   * Rolls back every session of this scope that is still open; the scope stays usable and the
+   * next `scope.session` opens a fresh transaction. `retryTransaction` calls it before a retry.
+   *
+   * @example
+   * await scope.rollback();
+   */
+  async rollback(): Promise<void> {
+    const open = this.#open;
+    if (open === undefined || open.size === 0) return;
+    await Promise.all(Array.from(open, (session) => session.rollback()));
+  }
+
+  /**
+   * Aborted when the scope ends: the response was sent, the client disconnected, or the wrapped
+   * handler settled. Pass it to anything that should stop with the request.
+   *
+   * @example
+   * await fetch(url, { signal: req.db.signal });
+   */
+  get signal(): AbortSignal {
+    if (this.#abort === undefined) {
+      this.#abort = new AbortController();
+      if (this.#ended) this.#abort.abort(this.#endedError());
+    }
+    return this.#abort.signal;
+  }
+
+  /** True once the scope has ended; every later use throws ScopeClosedError. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** True if the scope ended because the client disconnected before the response was complete. */
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  #start(kind: SessionKind): Session {
+    if (this.#ended) throw this.#endedError();
+    this.#open ??= new Set();
+    const open = this.#open;
+    const limit = poolMax(this.knex);
+    if (open.size >= limit) {
+      const held = Array.from(open, (session) => session.label).join(', ');
+      throw new SessionLimitError(
+        `This scope already holds ${open.size} of the pool's ${limit} connection${limit === 1 ? '' : 's'} ` +
+          `(${held}), so a new session could only wait for itself until the acquire timeout. ` +
+          'Commit or roll back a session first, or raise pool.max.',
+      );
+    }
+    const session = new Session(
+      ++this.#count,
+      kind,
+      this.knex,
+      this.#core.transaction,
+      this.#settled,
+    );
+    open.add(session);
+    return session;
+  }
+
+  readonly #settled = (session: Session, committed: boolean): void => {
+    this.#open?.delete(session);
+    if (committed) this.#commits++;
+  };
+
+  #close(aborted: boolean): Promise<void> | undefined {
+    if (this.#ended) return this.#closing;
+    this.#ended = true;
+    this.#aborted = aborted;
+    this.#abort?.abort(this.#endedError());
+    const open = this.#open;
+    if (open === undefined || open.size === 0) return undefined;
+    this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(() => {});
+    return this.#closing;
+  }
+
+  #endedError(): ScopeClosedError {
+    return new ScopeClosedError(
+      this.#aborted
+        ? 'This scope has ended because the client disconnected; its sessions were rolled back.'
+        : 'This scope has ended (the response was sent or the wrapped handler settled); ' +
+            'its open sessions were rolled back. Finish database work before responding.',
+    );
+  }
+}
+
+function poolMax(knex: Knex): number {
+  const max = (knex.client as { pool?: { max?: unknown } }).pool?.max;
+  return typeof max === 'number' && max > 0 ? max : Number.POSITIVE_INFINITY;
+}

@@ -1,0 +1,226 @@
+import type { Knex } from 'knex';
+import { commitTracking } from './commit-tracking';
+import { ScopeClosedError, SessionClosedError } from './errors';
+import { scopeStorage } from './scope-storage';
+
+/** How a session was asked for; it names the session in error messages. */
+export type SessionKind = 'lazy' | 'explicit' | 'callback' | 'eager';
+
+type State =
+  | 'opening'
+  | 'open'
+  | 'committing'
+  | 'committed'
+  | 'rolling back'
+  | 'rolled back'
+  | 'failed';
+
+interface RawConnection {
+  __knex__disposed?: unknown;
+}
+
+interface TxClient {
+  query(connection: RawConnection, query: unknown): Promise<unknown>;
+}
+
+const kindLabels: Record<SessionKind, string> = {
+  lazy: 'scope.session',
+  explicit: 'scope.getSession()',
+  callback: 'scope.getSession(callback)',
+  eager: 'withLegacySession',
+};
+
+// knex's pool validates every connection on acquire and destroys one that carries this property
+// (lib/client.js, connectionIsDisposed); its own sqlite and pg dialects dispose connections this way.
+const rollbackInFlight = 'knex-scope: ROLLBACK did not complete on this connection';
+
+const noop = () => {};
+
+/**
+ * One Knex transaction handed out by a scope, on its own pooled connection. It makes the
+ * transaction safe to hand to user code: `commit()` rejects when COMMIT fails (knex resolves),
+ * a failed COMMIT is followed by ROLLBACK (SQLite keeps the transaction open otherwise), a
+ * connection whose ROLLBACK did not complete never returns to use, and a query on a finished
+ * session or after the scope ended fails with a named error instead of reaching the database.
+ * Internal to knex-scope.
+ *
+ * @example
+ * const session = new Session(1, 'explicit', knex, undefined, (s) => open.delete(s));
+ * const trx = await session.ready;
+ */
+export class Session {
+  readonly id: number;
+  readonly kind: SessionKind;
+  /** Resolves to the transaction once BEGIN has run; rejects if it could not be opened. */
+  readonly ready: Promise<Knex.Transaction>;
+  #state: State = 'opening';
+  #scopeEnded = false;
+  #pending: Promise<void> | undefined;
+  readonly #settled: (session: Session, committed: boolean) => void;
+
+  constructor(
+    id: number,
+    kind: SessionKind,
+    knex: Knex,
+    config: Knex.TransactionConfig | undefined,
+    settled: (session: Session, committed: boolean) => void,
+  ) {
+    this.id = id;
+    this.kind = kind;
+    this.#settled = settled;
+    // Outside the scope's async context, so that the pool's promises and timers, which outlive
+    // the request, do not keep the scope reachable.
+    this.ready = scopeStorage
+      .exit(() => knex.transaction(config))
+      .then(
+        (trx) => this.#attach(trx),
+        (error: unknown) => {
+          this.#finish('failed');
+          throw error;
+        },
+      );
+    this.ready.catch(noop);
+  }
+
+  /** For error messages: `session #2 (scope.getSession())`. */
+  get label(): string {
+    return `session #${this.id} (${kindLabels[this.kind]})`;
+  }
+
+  /** Opening or open: it holds, or is about to hold, a connection. */
+  get live(): boolean {
+    return this.#state === 'opening' || this.#state === 'open';
+  }
+
+  get committed(): boolean {
+    return this.#state === 'committed';
+  }
+
+  /** Rolls back if still open (waiting for an opening or a COMMIT in flight first). Never rejects. */
+  async rollback(): Promise<void> {
+    const trx = await this.ready.catch(noop);
+    if (this.#pending !== undefined) await this.#pending;
+    if (trx !== undefined && this.#state === 'open') await trx.rollback();
+  }
+
+  /** The scope ended: roll back, and from now on refuse every use with ScopeClosedError. */
+  discard(): Promise<void> {
+    this.#scopeEnded = true;
+    return this.rollback();
+  }
+
+  /** Commits unless the caller already committed or rolled back (used by the callback form). */
+  async finish(trx: Knex.Transaction): Promise<void> {
+    if (this.#state === 'committed' || this.#state === 'rolled back') return;
+    await trx.commit();
+  }
+
+  #attach(trx: Knex.Transaction): Knex.Transaction {
+    const commit = trx.commit;
+    const rollback = trx.rollback;
+    const client = trx.client as unknown as TxClient;
+    const query = client.query;
+    // knex's transaction client refuses queries once the transaction is marked complete, which it
+    // is as soon as COMMIT is sent; the prototype's query still reaches the connection.
+    const direct = (Object.getPrototypeOf(client) as TxClient).query;
+
+    client.query = (connection, sql) => {
+      if (typeof sql !== 'string') {
+        return this.#state === 'open' && !this.#scopeEnded
+          ? query.call(client, connection, sql)
+          : Promise.reject(this.#closedError());
+      }
+      if (sql === 'COMMIT;') {
+        return query.call(client, connection, sql).catch(async (error: unknown) => {
+          try {
+            await direct.call(client, connection, 'ROLLBACK');
+          } catch {
+            connection.__knex__disposed = error;
+          }
+          throw error;
+        });
+      }
+      if (sql === 'ROLLBACK') {
+        // knex gives up on ROLLBACK after 5 s and releases the connection while it is still in
+        // flight (lib/execution/transaction.js); the mark keeps such a connection out of the pool.
+        connection.__knex__disposed ??= rollbackInFlight;
+        return query.call(client, connection, sql).then((result) => {
+          if (connection.__knex__disposed === rollbackInFlight) delete connection.__knex__disposed;
+          return result;
+        });
+      }
+      return query.call(client, connection, sql);
+    };
+
+    trx.commit = ((value?: unknown) => {
+      const pending = this.#commit(trx, commit, value);
+      this.#pending = pending.catch(noop);
+      return pending;
+    }) as unknown as Knex.Transaction['commit'];
+
+    trx.rollback = ((error?: unknown) => {
+      if (this.#state !== 'open') return this.#pending ?? Promise.resolve();
+      this.#state = 'rolling back';
+      const pending = Promise.resolve(rollback(error))
+        .then(() => trx.executionPromise)
+        .then(noop, noop)
+        .then(() => this.#finish('rolled back'));
+      this.#pending = pending;
+      return pending;
+    }) as unknown as Knex.Transaction['rollback'];
+
+    this.#state = 'open';
+    if (this.#scopeEnded) {
+      this.#pending = Promise.resolve(trx.rollback()).then(noop);
+      throw this.#closedError();
+    }
+    return trx;
+  }
+
+  async #commit(
+    trx: Knex.Transaction,
+    commit: Knex.Transaction['commit'],
+    value: unknown,
+  ): Promise<void> {
+    if (this.#state !== 'open' || this.#scopeEnded) throw this.#closedError();
+    const tracker = commitTracking.getStore();
+    if (tracker?.beforeCommit !== undefined) await tracker.beforeCommit(trx);
+    if (this.#state !== 'open' || this.#scopeEnded) throw this.#closedError();
+    this.#state = 'committing';
+    try {
+      // knex resolves commit() even when COMMIT fails; the failure is only in executionPromise.
+      await commit(value);
+      await trx.executionPromise;
+    } catch (error) {
+      this.#finish('failed');
+      tracker?.commitFailed(trx, error);
+      throw error;
+    }
+    this.#finish('committed');
+    tracker?.committed(trx);
+  }
+
+  #finish(state: State): void {
+    this.#state = state;
+    this.#settled(this, state === 'committed');
+  }
+
+  #closedError(): Error {
+    if (this.#scopeEnded && this.#state !== 'committed') {
+      return new ScopeClosedError(
+        `${this.label} cannot be used: its scope has ended (the response was sent, the client ` +
+          'disconnected, or the wrapped handler settled) and it was rolled back. Finish database ' +
+          'work before responding.',
+      );
+    }
+    const what =
+      this.#state === 'committing' || this.#state === 'committed'
+        ? 'committed'
+        : this.#state === 'failed'
+          ? 'ended by a failed COMMIT'
+          : 'rolled back';
+    return new SessionClosedError(
+      `${this.label} was already ${what}. Read scope.session or call scope.getSession() for a new session.`,
+    );
+  }
+}

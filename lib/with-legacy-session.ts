@@ -1,0 +1,48 @@
+import type { Knex } from 'knex';
+import type { DbConfig } from './create-knex';
+import { createScopeCore } from './create-scope-core';
+import type { DbOptions } from './normalize-db-options';
+import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
+import { type Wrap, wrapHandler } from './wrap-handler';
+
+/** Options of `withLegacySession`: as `withDb`'s, with `property` defaulting to `dbSession`. */
+export type LegacySessionOptions = DbOptions;
+
+/** What `withLegacySession` returns: the middleware, `wrap`, `knex` and `destroy`, as `withDb`. */
+export interface LegacySession extends ScopeMiddleware {
+  readonly knex: Knex;
+  /** Like `db.wrap`, but the handler's first argument is the already open transaction. */
+  readonly wrap: Wrap<Knex.Transaction>;
+  destroy(): Promise<void>;
+}
+
+/**
+ * The eager session (nameko's `DatabaseSession`): a transaction is opened, BEGIN sent, before the
+ * handler runs, and put on the request (`req.dbSession` / `ctx.dbSession`, or `options.property`;
+ * never `session`, which express-session owns). It is rolled back at the end unless the handler
+ * committed it. If it cannot be opened, the handler does not run and the error goes to the
+ * framework's error handling.
+ *
+ * @example
+ * app.use(withLegacySession(process.env.DATABASE_URL));
+ * app.post('/orders', async (req, res) => {
+ *   await req.dbSession('orders').insert(req.body);
+ *   await req.dbSession.commit();
+ *   res.status(201).end();
+ * });
+ */
+export function withLegacySession(config: DbConfig, options?: LegacySessionOptions): LegacySession {
+  const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
+  const middleware = scopeMiddleware(core, (target, scope) =>
+    scope.session.then((trx) => {
+      target[property] = trx;
+    }),
+  );
+  const legacy: LegacySession = Object.assign(middleware, {
+    knex: core.knex,
+    wrap: wrapHandler(core, (scope) => scope.session),
+    destroy,
+  });
+  core.owner = legacy;
+  return legacy;
+}

@@ -1,0 +1,34 @@
+import { type Scope, type ScopeCore, scopeControl } from './scope';
+import { scopeStorage } from './scope-storage';
+
+/** `db.wrap`: gives any async function a scope of its own, as its first argument. */
+export type Wrap<Value> = <This, A extends unknown[], R>(
+  handler: (this: This, value: Value, ...args: A) => R,
+) => (this: This, ...args: A) => Promise<Awaited<R>>;
+
+/**
+ * Builds `db.wrap` for a scope core: every call of the wrapped function runs in a scope of its
+ * own, which ends, rolling back whatever is still open, when the handler's promise settles and
+ * before the wrapped function's promise does.
+ *
+ * @example
+ * const wrap = wrapHandler(core, (scope) => scope);
+ * const consume = wrap(async (scope, message: Message) => { ... });
+ */
+export function wrapHandler<Value>(
+  core: ScopeCore,
+  prepare: (scope: Scope) => Value | Promise<Value>,
+): Wrap<Value> {
+  return <This, A extends unknown[], R>(handler: (this: This, value: Value, ...args: A) => R) =>
+    function wrapped(this: This, ...args: A): Promise<Awaited<R>> {
+      const scope = scopeControl.open(core, scopeStorage.getStore());
+      return scopeStorage.run(scope, async (): Promise<Awaited<R>> => {
+        try {
+          return await handler.call(this, await prepare(scope), ...args);
+        } finally {
+          const closing = scopeControl.close(scope, false);
+          if (closing !== undefined) await closing;
+        }
+      });
+    };
+}
