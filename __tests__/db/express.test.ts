@@ -1,0 +1,427 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express5 from 'express';
+import type { Knex } from 'knex';
+import request from 'supertest';
+import {
+  currentDb,
+  type Db,
+  type LegacySession,
+  type Scope,
+  ScopeClosedError,
+  withDb,
+  withLegacySession,
+} from '../../lib';
+import {
+  backendId,
+  countRows,
+  createItemsTable,
+  delay,
+  dialect,
+  eventually,
+  killBackend,
+  names,
+  openKnex,
+  poolStats,
+  recordSql,
+  testConfig,
+} from '../helpers/database';
+
+// express4 is express@4 installed under an alias, so both majors run the same tests.
+const express4 = require('express4') as typeof express5;
+
+type Handler = (req: express5.Request, res: express5.Response) => Promise<unknown>;
+// Express 4 does not catch rejected promises; route every handler's failure to next().
+const route =
+  (handler: Handler): express5.RequestHandler =>
+  (req, res, next) => {
+    handler(req, res).catch(next);
+  };
+
+let admin: Knex;
+let table: string;
+
+beforeAll(async () => {
+  admin = openKnex();
+  table = await createItemsTable(admin);
+});
+
+afterAll(async () => {
+  await admin.schema.dropTableIfExists(table);
+  await admin.destroy();
+});
+
+describe.each([
+  ['Express 4', express4],
+  ['Express 5', express5],
+])('%s', (_name, express) => {
+  let db: Db;
+  let sql: string[];
+
+  beforeEach(async () => {
+    await admin(table).delete();
+    db = withDb(testConfig());
+    sql = recordSql(db.knex);
+  });
+
+  afterEach(async () => {
+    await db.destroy();
+  });
+
+  function app(setup: (app: express5.Express) => void): express5.Express {
+    const application = express();
+    application.use(express.json());
+    application.use(db);
+    setup(application);
+    application.use(
+      (
+        error: Error,
+        _req: express5.Request,
+        res: express5.Response,
+        _next: express5.NextFunction,
+      ) => {
+        res.status(500).json({ error: error.name, code: (error as { code?: string }).code });
+      },
+    );
+    return application;
+  }
+
+  it('gives every request a scope as req.db and acquires nothing for routes that never use it', async () => {
+    const server = app((a) => {
+      a.get('/health', (req, res) => {
+        res.json({ scope: typeof req.db.getSession, ended: req.db.ended });
+      });
+    });
+    const response = await request(server).get('/health').expect(200);
+    expect(response.body).toEqual({ scope: 'function', ended: false });
+    expect(sql).toEqual([]);
+    expect(poolStats(db.knex).used).toBe(0);
+  });
+
+  // upstream: TestWorkerScopeSessionEndToEnd::test_successful_write_and_read
+  it('commits what the handler commits and reads it back', async () => {
+    const server = app((a) => {
+      a.post(
+        '/items',
+        route(async (req, res) => {
+          const trx = await req.db.session;
+          await trx(table).insert({ name: req.body.name });
+          await trx.commit();
+          res.status(201).end();
+        }),
+      );
+      a.get(
+        '/items',
+        route(async (req, res) => {
+          res.json(await req.db.getSession((trx) => names(trx, table)));
+        }),
+      );
+    });
+    await request(server).post('/items').send({ name: 'tea' }).expect(201);
+    const response = await request(server).get('/items').expect(200);
+    expect(response.body).toEqual(['tea']);
+    expect(await names(admin, table)).toEqual(['tea']);
+  });
+
+  it('rolls back what the handler left open before the response completes', async () => {
+    const server = app((a) => {
+      a.post(
+        '/forgotten',
+        route(async (req, res) => {
+          const trx = await req.db.session;
+          await trx(table).insert({ name: 'forgotten' });
+          if (dialect !== 'sqlite') {
+            const other = await req.db.getSession();
+            await other(table).insert({ name: 'forgotten too' });
+          }
+          res.status(202).send('accepted');
+        }),
+      );
+    });
+    await request(server).post('/forgotten').expect(202);
+    // Teardown finished before the response was completed, so this is already true here.
+    expect(poolStats(db.knex).used).toBe(0);
+    expect(await countRows(admin, table)).toBe(0);
+    expect(sql.filter((s) => /^rollback/i.test(s))).toHaveLength(dialect === 'sqlite' ? 1 : 2);
+  });
+
+  it('rolls back when the handler throws, and the error reaches the error handler', async () => {
+    const server = app((a) => {
+      a.post(
+        '/fail',
+        route(async (req) => {
+          const trx = await req.db.session;
+          await trx(table).insert({ name: 'doomed' });
+          throw new TypeError('handler failed');
+        }),
+      );
+    });
+    const response = await request(server).post('/fail').expect(500);
+    expect(response.body).toEqual({ error: 'TypeError' });
+    expect(await countRows(admin, table)).toBe(0);
+    expect(poolStats(db.knex).used).toBe(0);
+  });
+
+  it('refuses a commit after res.send() with ScopeClosedError: commit before you respond', async () => {
+    let late: Promise<unknown> | undefined;
+    const server = app((a) => {
+      a.post(
+        '/late',
+        route(async (req, res) => {
+          const trx = await req.db.session;
+          await trx(table).insert({ name: 'late' });
+          res.send('sent');
+          late = trx.commit().catch((error: unknown) => error);
+        }),
+      );
+    });
+    await request(server).post('/late').expect(200);
+    expect(await late).toBeInstanceOf(ScopeClosedError);
+    expect(await countRows(admin, table)).toBe(0);
+  });
+
+  it('ends the scope when the client disconnects mid-request and rolls back', async () => {
+    let scope: Scope | undefined;
+    let afterAbort: Promise<unknown> | undefined;
+    const entered = deferred();
+    const server = app((a) => {
+      a.post(
+        '/slow',
+        route(async (req) => {
+          scope = req.db;
+          const trx = await req.db.session;
+          await trx(table).insert({ name: 'abandoned' });
+          entered.resolve();
+          await once(req.db.signal, 'abort');
+          afterAbort = trx(table)
+            .insert({ name: 'after abort' })
+            .catch((error: unknown) => error);
+        }),
+      );
+    });
+    const { url, close } = await listen(server);
+    try {
+      const client = http.request(`${url}/slow`, { method: 'POST' });
+      client.on('error', () => {});
+      client.end();
+      await entered.promise;
+      client.destroy();
+      expect(await eventually(() => afterAbort !== undefined)).toBe(true);
+      expect(await afterAbort).toBeInstanceOf(ScopeClosedError);
+      expect(scope?.aborted).toBe(true);
+      expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
+      expect(await countRows(admin, table)).toBe(0);
+    } finally {
+      await close();
+    }
+  });
+
+  it('keeps 25 overlapping requests in their own scopes across awaits', async () => {
+    const scopes: Scope[] = [];
+    const server = app((a) => {
+      a.get(
+        '/overlap/:n',
+        route(async (req, res) => {
+          const mine = req.db;
+          scopes.push(mine);
+          const seen: boolean[] = [];
+          for (let i = 0; i < 4; i++) {
+            await delay(Math.random() * 10);
+            seen.push(currentDb() === mine);
+          }
+          const value = await mine.getSession((trx) => trx.raw('select 1 as one'));
+          res.json({ n: req.params.n, seen, ok: value !== undefined });
+        }),
+      );
+    });
+    const { url, close } = await listen(server);
+    const responses = await Promise.all(
+      Array.from({ length: 25 }, (_, n) => request(url).get(`/overlap/${n}`).expect(200)),
+    ).finally(close);
+    for (const [n, response] of responses.entries()) {
+      expect(response.body.n).toBe(String(n));
+      expect(response.body.seen).toEqual([true, true, true, true]);
+    }
+    expect(new Set(scopes).size).toBe(25);
+    expect(poolStats(db.knex).used).toBe(0);
+  });
+
+  (dialect === 'sqlite' ? it.skip : it)(
+    'answers 500 when COMMIT fails, because the commit runs before the response',
+    async () => {
+      const server = app((a) => {
+        a.post(
+          '/commit-fails',
+          route(async (req, res) => {
+            const trx = await req.db.session;
+            await trx(table).insert({ name: 'lost' });
+            await killBackend(admin, await backendId(trx));
+            await trx.commit();
+            res.status(201).end();
+          }),
+        );
+      });
+      await request(server).post('/commit-fails').expect(500);
+      expect(await countRows(admin, table)).toBe(0);
+      expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
+    },
+  );
+
+  it('puts the scope on another property with the property option', async () => {
+    const analytics = withDb(testConfig(), { property: 'analytics' });
+    try {
+      const server = express();
+      server.use(db);
+      server.use(analytics);
+      server.get('/two', (req, res) => {
+        const other = (req as unknown as { analytics: Scope }).analytics;
+        res.json({
+          distinct: other !== req.db,
+          inner: currentDb() === other,
+          outer: currentDb(db) === req.db,
+        });
+      });
+      const response = await request(server).get('/two').expect(200);
+      expect(response.body).toEqual({ distinct: true, inner: true, outer: true });
+    } finally {
+      await analytics.destroy();
+    }
+  });
+
+  describe('withLegacySession', () => {
+    let legacy: LegacySession;
+    let legacySql: string[];
+
+    beforeEach(() => {
+      legacy = withLegacySession(testConfig());
+      legacySql = recordSql(legacy.knex);
+    });
+
+    afterEach(async () => {
+      await legacy.destroy();
+    });
+
+    function legacyApp(setup: (app: express5.Express) => void): express5.Express {
+      const application = express();
+      application.use(express.json());
+      application.use(legacy);
+      setup(application);
+      application.use(
+        (
+          error: Error,
+          _req: express5.Request,
+          res: express5.Response,
+          _next: express5.NextFunction,
+        ) => {
+          res.status(500).json({ error: error.message });
+        },
+      );
+      return application;
+    }
+
+    // upstream: test_database_session.py test_end_to_end
+    it('opens the transaction before the handler runs and commits what it commits', async () => {
+      const server = legacyApp((a) => {
+        a.post(
+          '/items',
+          route(async (req, res) => {
+            const begun = legacySql.some((s) => /^begin/i.test(s));
+            const [row] = await req.dbSession(table).insert({ name: req.body.name }, ['id']);
+            await req.dbSession.commit();
+            res.status(201).json({ begun, id: typeof row === 'object' ? row.id : row });
+          }),
+        );
+      });
+      const response = await request(server).post('/items').send({ name: 'eager' }).expect(201);
+      expect(response.body.begun).toBe(true);
+      expect(await admin(table).where({ id: response.body.id }).first()).toMatchObject({
+        name: 'eager',
+      });
+    });
+
+    // upstream: test_database_session.py test_worker_teardown
+    it('rolls the transaction back when the handler does not commit', async () => {
+      const server = legacyApp((a) => {
+        a.post(
+          '/items',
+          route(async (req, res) => {
+            await req.dbSession(table).insert({ name: 'uncommitted' });
+            res.status(202).end();
+          }),
+        );
+      });
+      await request(server).post('/items').expect(202);
+      expect(await countRows(admin, table)).toBe(0);
+      expect(poolStats(legacy.knex).used).toBe(0);
+      expect(legacySql.map((s) => s.toUpperCase())).toContain('ROLLBACK');
+    });
+
+    it('skips the handler and reports the error when the transaction cannot be opened', async () => {
+      const broken = withLegacySession(
+        dialect === 'sqlite'
+          ? { client: 'better-sqlite3', connection: { filename: '/nonexistent/dir/x.sqlite' } }
+          : {
+              client: dialect === 'postgres' ? 'pg' : 'mysql2',
+              connection: { host: '127.0.0.1', port: 9, user: 'nobody', database: 'none' },
+              pool: { min: 0, max: 1 },
+              acquireConnectionTimeout: 2_000,
+            },
+      );
+      let ran = false;
+      try {
+        const application = express();
+        application.use(broken);
+        application.get('/', (_req, res) => {
+          ran = true;
+          res.end();
+        });
+        application.use(
+          (
+            _error: Error,
+            _req: express5.Request,
+            res: express5.Response,
+            _next: express5.NextFunction,
+          ) => {
+            res.status(503).end();
+          },
+        );
+        await request(application).get('/').expect(503);
+        expect(ran).toBe(false);
+      } finally {
+        await broken.destroy();
+      }
+    });
+
+    it('uses the property option and never req.session', () => {
+      expect(() => withLegacySession(testConfig(), { property: 'session' })).toThrow(
+        /express-session/,
+      );
+    });
+  });
+});
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+async function listen(
+  handler: http.RequestListener,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
