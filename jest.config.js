@@ -1,6 +1,15 @@
 // @ts-check
 const { probeDatabases } = require('./scripts/probe-databases');
 
+// Tests and examples import 'knex-scope' as users do; here it is the TypeScript source.
+// __tests__/package-exports.test.ts checks the packed package itself.
+const moduleNameMapper = {
+  '^knex-scope$': '<rootDir>/lib/index.ts',
+  '^knex-scope/jest/(.*)$': '<rootDir>/lib/jest/$1.ts',
+  '^knex-scope/(testing|toxiproxy)$': '<rootDir>/lib/$1/index.ts',
+  '^knex-scope/(express|koa)$': '<rootDir>/lib/$1.ts',
+};
+
 const transform = {
   '^.+\\.(t|j)s$': [
     '@swc/jest',
@@ -16,6 +25,7 @@ module.exports = async () => {
       {
         displayName: 'unit',
         transform,
+        moduleNameMapper,
         testEnvironment: 'node',
         testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
         testPathIgnorePatterns: ['<rootDir>/__tests__/db/'],
@@ -23,6 +33,7 @@ module.exports = async () => {
       ...databases.map(({ name, url }) => ({
         displayName: name,
         transform,
+        moduleNameMapper,
         testEnvironment: 'node',
         testMatch: ['<rootDir>/__tests__/db/**/*.test.ts'],
         globals: { KNEX_SCOPE_TEST_DIALECT: name, KNEX_SCOPE_TEST_SERVER_URL: url },

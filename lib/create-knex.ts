@@ -115,7 +115,8 @@ function build(config: Knex.Config): Knex {
       error.message = message;
       if (error.stack !== undefined) error.stack = scrub(error.stack, secrets);
     }
-    throw new InvalidConfigError(`Knex rejected the config: ${message.split('\n')[0]}`, {
+    const summary = message.split('\nRequire stack')[0]?.replace(/\s*\n\s*/g, ' ');
+    throw new InvalidConfigError(`Knex rejected the config: ${summary}`, {
       cause: error,
     });
   }

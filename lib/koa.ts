@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type {} from 'koa';
 import type { Scope } from './scope';
 
 export * from './index';

@@ -21,6 +21,7 @@ import {
   poolStats,
   recordSql,
   testConfig,
+  testUrl,
 } from '../helpers/database';
 
 const concurrent = dialect !== 'sqlite';
@@ -489,6 +490,20 @@ describe('options', () => {
       }
     },
   );
+});
+
+describe('configuration', () => {
+  it('connects with a URL whose scheme names the client', async () => {
+    const byUrl = withDb(testUrl());
+    try {
+      await byUrl.wrap((scope) =>
+        scope.getSession((trx) => trx(table).insert({ name: 'by url' })),
+      )();
+      expect(await names(admin, table)).toEqual(['by url']);
+    } finally {
+      await byUrl.destroy();
+    }
+  });
 });
 
 describe('db.destroy()', () => {
