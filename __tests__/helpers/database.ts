@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knex as createKnex, type Knex } from 'knex';
@@ -13,6 +14,12 @@ const sqliteFile = join(
   tmpdir(),
   `knex-scope-test-${process.pid}-${randomBytes(4).toString('hex')}.sqlite`,
 );
+if (dialect === 'sqlite') {
+  afterAll(() => {
+    for (const suffix of ['', '-wal', '-shm', '-journal'])
+      rmSync(`${sqliteFile}${suffix}`, { force: true });
+  });
+}
 
 /** A Knex config for this file's database; SQLite uses a file so a second connection can verify. */
 export function testConfig(pool?: Knex.PoolConfig): Knex.Config {
