@@ -44,7 +44,14 @@ async function main() {
   if (!step('type-check', 'npx', ['tsc', '-p', 'tsconfig.json'])) failedSteps.push('type-check');
   if (!step('lint', 'npx', ['biome', 'check', '.'])) failedSteps.push('lint');
   const env = { ...process.env, KNEX_SCOPE_TEST_DATABASES: names.join(',') };
-  const jestArgs = ['jest', '--json', `--outputFile=${results}`, ...process.argv.slice(2)];
+  // --forceExit: a suite that fails in afterAll can leave a pool open; CI must still finish.
+  const jestArgs = [
+    'jest',
+    '--json',
+    '--forceExit',
+    `--outputFile=${results}`,
+    ...process.argv.slice(2),
+  ];
   if (!step('jest', 'npx', jestArgs, env)) failedSteps.push('jest');
 
   let passed = 0;

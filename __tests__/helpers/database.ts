@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knex as createKnex, type Knex } from 'knex';
@@ -14,11 +14,25 @@ const sqliteFile = join(
   tmpdir(),
   `knex-scope-test-${process.pid}-${randomBytes(4).toString('hex')}.sqlite`,
 );
-if (dialect === 'sqlite') {
-  afterAll(() => {
-    for (const suffix of ['', '-wal', '-shm', '-journal'])
-      rmSync(`${sqliteFile}${suffix}`, { force: true });
-  });
+if (dialect === 'sqlite') removeDeadWorkersFiles();
+
+// Not removed in afterAll: jest runs this module's afterAll before the test file's own, which
+// still drop their tables in the file; and jest's workers exit without running 'exit' handlers.
+// So each worker removes the files of workers that are gone.
+function removeDeadWorkersFiles(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const pid = /^knex-scope-test-(\d+)-/.exec(name)?.[1];
+    if (pid !== undefined && !isAlive(Number(pid))) rmSync(join(tmpdir(), name), { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** A Knex config for this file's database; SQLite uses a file so a second connection can verify. */
