@@ -10,7 +10,11 @@ export interface CommitTracker {
   /** Runs on the still-open transaction right before COMMIT is sent. */
   beforeCommit?(trx: Knex.Transaction): Promise<void>;
   committed(trx: Knex.Transaction): void;
-  commitFailed(trx: Knex.Transaction, error: unknown): void;
+  /**
+   * COMMIT failed with `error`. Resolves true if the transaction was applied all the same (the
+   * session then counts as committed), false if it was not; rejects when that cannot be known.
+   */
+  commitFailed(trx: Knex.Transaction, error: unknown, knex: Knex): Promise<boolean>;
 }
 
 /**

@@ -19,6 +19,9 @@ export interface ScopeControl {
   commits(scope: Scope): number;
   outer(scope: Scope): Scope | undefined;
   owner(scope: Scope): object | undefined;
+  /** Sets what re-opens an eager (legacy) session after `retryTransaction` rolled `stale` back. */
+  setReopen(scope: Scope, reopen: (stale: Knex.Transaction) => Promise<void>): void;
+  reopen(scope: Scope, stale: Knex.Transaction): Promise<void> | undefined;
 }
 
 export let scopeControl: ScopeControl;
@@ -50,6 +53,7 @@ export class Scope {
   #aborted = false;
   #closing: Promise<void> | undefined;
   #abort: AbortController | undefined;
+  #reopen: ((stale: Knex.Transaction) => Promise<void>) | undefined;
 
   private constructor(core: ScopeCore, outer: Scope | undefined) {
     this.knex = core.knex;
@@ -64,6 +68,10 @@ export class Scope {
       commits: (scope) => scope.#commits,
       outer: (scope) => scope.#outer,
       owner: (scope) => scope.#core.owner,
+      setReopen: (scope, reopen) => {
+        scope.#reopen = reopen;
+      },
+      reopen: (scope, stale) => (scope.#ended ? undefined : scope.#reopen?.(stale)),
     };
   }
 
@@ -175,6 +183,7 @@ export class Scope {
       kind,
       this.knex,
       this.#core.transaction,
+      this,
       this.#settled,
     );
     open.add(session);

@@ -36,6 +36,19 @@ const rollbackInFlight = 'knex-scope: ROLLBACK did not complete on this connecti
 
 const noop = () => {};
 
+const owners = new WeakMap<Knex.Transaction, object>();
+
+/**
+ * The scope that handed out `trx`, or undefined for a transaction knex-scope did not open.
+ * Internal to knex-scope.
+ *
+ * @example
+ * const scope = sessionOwner(req.dbSession);
+ */
+export function sessionOwner(trx: Knex.Transaction): object | undefined {
+  return owners.get(trx);
+}
+
 /**
  * One Knex transaction handed out by a scope, on its own pooled connection. It makes the
  * transaction safe to hand to user code: `commit()` rejects when COMMIT fails (knex resolves),
@@ -45,7 +58,7 @@ const noop = () => {};
  * Internal to knex-scope.
  *
  * @example
- * const session = new Session(1, 'explicit', knex, undefined, (s) => open.delete(s));
+ * const session = new Session(1, 'explicit', knex, undefined, scope, (s) => open.delete(s));
  * const trx = await session.ready;
  */
 export class Session {
@@ -57,16 +70,21 @@ export class Session {
   #scopeEnded = false;
   #pending: Promise<void> | undefined;
   readonly #settled: (session: Session, committed: boolean) => void;
+  readonly #knex: Knex;
+  readonly #owner: object;
 
   constructor(
     id: number,
     kind: SessionKind,
     knex: Knex,
     config: Knex.TransactionConfig | undefined,
+    owner: object,
     settled: (session: Session, committed: boolean) => void,
   ) {
     this.id = id;
     this.kind = kind;
+    this.#knex = knex;
+    this.#owner = owner;
     this.#settled = settled;
     // Outside the scope's async context, so that the pool's promises and timers, which outlive
     // the request, do not keep the scope reachable.
@@ -170,6 +188,7 @@ export class Session {
     }) as unknown as Knex.Transaction['rollback'];
 
     this.#state = 'open';
+    owners.set(trx, this.#owner);
     if (this.#scopeEnded) {
       this.#pending = Promise.resolve(trx.rollback()).then(noop);
       throw this.#closedError();
@@ -192,9 +211,17 @@ export class Session {
       await commit(value);
       await trx.executionPromise;
     } catch (error) {
-      this.#finish('failed');
-      tracker?.commitFailed(trx, error);
-      throw error;
+      let applied = false;
+      try {
+        if (tracker !== undefined) applied = await tracker.commitFailed(trx, error, this.#knex);
+      } catch (unknownOutcome) {
+        this.#finish('failed');
+        throw unknownOutcome;
+      }
+      if (!applied) {
+        this.#finish('failed');
+        throw error;
+      }
     }
     this.#finish('committed');
     tracker?.committed(trx);

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { DbConfig } from './create-knex';
 import { createScopeCore } from './create-scope-core';
 import type { DbOptions } from './normalize-db-options';
+import { scopeControl } from './scope';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
 import { type Wrap, wrapHandler } from './wrap-handler';
 
@@ -33,11 +34,16 @@ export interface LegacySession extends ScopeMiddleware {
  */
 export function withLegacySession(config: DbConfig, options?: LegacySessionOptions): LegacySession {
   const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
-  const middleware = scopeMiddleware(core, (target, scope) =>
-    scope.session.then((trx) => {
-      target[property] = trx;
-    }),
-  );
+  const middleware = scopeMiddleware(core, (target, scope) => {
+    const open = () =>
+      scope.session.then((trx) => {
+        target[property] = trx;
+      });
+    scopeControl.setReopen(scope, (stale) =>
+      target[property] === stale ? open() : Promise.resolve(),
+    );
+    return open();
+  });
   const legacy: LegacySession = Object.assign(middleware, {
     knex: core.knex,
     wrap: wrapHandler(core, (scope) => scope.session),

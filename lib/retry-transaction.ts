@@ -1,0 +1,241 @@
+import type { Knex } from 'knex';
+import { AttemptTracker } from './attempt-tracker';
+import { backoffDelay } from './backoff-delay';
+import { commitTracking } from './commit-tracking';
+import { isKnexScopeError, UnsafeRetryError } from './errors';
+import {
+  isKnexTransaction,
+  type NormalizedRetryOptions,
+  normalizeRetryOptions,
+  type RetryDecision,
+  type RetryOptions,
+  type RetrySessionTarget,
+} from './retry-options';
+import { Scope, scopeControl } from './scope';
+import { scopeStorage } from './scope-storage';
+import { sessionOwner } from './session';
+
+/** A function wrapped by `retryTransaction`: same parameters and `this`, always async. */
+export type Retrying<This, A extends unknown[], R> = (
+  this: This,
+  ...args: A
+) => Promise<Awaited<R>>;
+
+/** What `retryTransaction(options)` returns: wraps the function it is given. */
+export type RetryDecorator = <This, A extends unknown[], R>(
+  fn: (this: This, ...args: A) => R,
+) => Retrying<This, A, R>;
+
+const noop = () => {};
+
+/**
+ * Re-runs `fn` with the same arguments and `this` when it fails with a connection error
+ * (nameko-sqlalchemy's `transaction_retry`), rolling back `options.session` first so the retry
+ * runs on a fresh connection. `total` retries (default 1, at least 1); the first retry is
+ * immediate, retry k ≥ 2 waits `backoffFactor · 2^(k−1)` ms capped at `backoffMax`; after the
+ * last attempt its error is rethrown unchanged. Any other error is rethrown at once.
+ *
+ * Beyond the seed, it never duplicates work: if the attempt had already committed a transaction
+ * opened through knex-scope, it throws UnsafeRetryError instead of retrying (unless
+ * `allowReplay`); if the connection died during COMMIT it asks PostgreSQL whether the commit
+ * happened (and returns normally if it did), and elsewhere throws CommitOutcomeUnknownError. It
+ * stops once the request's scope has ended (client gone) or `options.signal` is aborted.
+ *
+ * @example
+ * app.get('/orders/count', retryTransaction(async (req, res) => {
+ *   const trx = await req.db.session;
+ *   const [{ n }] = await trx('orders').count({ n: '*' });
+ *   await trx.commit();
+ *   res.json({ n });
+ * }, { session: (req) => req.db, total: 3, backoffFactor: 100 }));
+ *
+ * const withRetry = retryTransaction({ total: 5, backoffFactor: 100, backoffMax: 1000 });
+ * const countOrders = withRetry(async (scope: Scope) => { ... });
+ */
+export function retryTransaction<This, A extends unknown[], R>(
+  fn: (this: This, ...args: A) => R,
+  options?: RetryOptions<This, A>,
+): Retrying<This, A, R>;
+export function retryTransaction(options?: RetryOptions<any, any[]>): RetryDecorator;
+export function retryTransaction(first?: unknown, second?: unknown): unknown {
+  if (typeof first === 'function' && !isKnexTransaction(first)) {
+    return wrap(first as (...args: unknown[]) => unknown, normalizeRetryOptions(second));
+  }
+  if (isKnexTransaction(first) || first instanceof Scope) {
+    throw new TypeError(
+      'retryTransaction: the first argument is a session, not the function to retry; ' +
+        'pass it as retryTransaction(fn, { session })',
+    );
+  }
+  if (first !== undefined && (typeof first !== 'object' || first === null)) {
+    throw new TypeError('retryTransaction: expected a function to retry or an options object');
+  }
+  if (second !== undefined) {
+    throw new TypeError('retryTransaction: with options first, pass the function in a second call');
+  }
+  const options = normalizeRetryOptions(first);
+  return (fn: unknown) => {
+    if (typeof fn !== 'function' || isKnexTransaction(fn)) {
+      throw new TypeError('retryTransaction(options): expected the function to retry');
+    }
+    return wrap(fn as (...args: unknown[]) => unknown, options);
+  };
+}
+
+function wrap(fn: (...args: unknown[]) => unknown, options: NormalizedRetryOptions) {
+  const retrying = function (this: unknown, ...args: unknown[]) {
+    return run(fn, this, args, options);
+  };
+  Object.defineProperty(retrying, 'name', { value: fn.name });
+  Object.defineProperty(retrying, 'length', { value: fn.length });
+  return retrying;
+}
+
+async function run(
+  fn: (...args: unknown[]) => unknown,
+  self: unknown,
+  args: unknown[],
+  options: NormalizedRetryOptions,
+): Promise<unknown> {
+  const ambient = scopeStorage.getStore();
+  const { onRetry } = options;
+  let reopen: Promise<void> | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const tracker = new AttemptTracker();
+    const watched = new Map<Scope, number>();
+    watch(watched, ambient);
+    watch(watched, scopeOf(resolveQuietly(options, self, args)));
+    let error: unknown;
+    try {
+      return await commitTracking.run(tracker, async () => {
+        if (reopen !== undefined) await reopen;
+        return fn.apply(self, args);
+      });
+    } catch (caught) {
+      error = caught;
+    }
+    reopen = undefined;
+    const report = (decision: RetryDecision, delay = 0) =>
+      onRetry?.({ decision, error, attempt, delay });
+
+    if (isKnexScopeError(error) && error.code === 'ERR_COMMIT_OUTCOME_UNKNOWN') {
+      report('outcome-unknown');
+      throw error;
+    }
+    if (!options.retryOn(error)) {
+      report('not-retryable');
+      throw error;
+    }
+    const target = resolveTarget(options, self, args);
+    ({ reopen } = await rollBack(target));
+    watch(watched, scopeOf(target));
+
+    if (!options.allowReplay && committedSince(tracker, watched)) {
+      report('unsafe-replay');
+      throw new UnsafeRetryError(
+        `Not retried: attempt ${attempt} had already committed a transaction before it failed, ` +
+          'so a retry would do that work again. Retry around a single transaction, or pass ' +
+          'allowReplay: true if the committed work is idempotent.',
+        { cause: error },
+      );
+    }
+    const signal = abortSignal(options.signal, watched);
+    if (signal?.aborted) {
+      report('aborted');
+      throw error;
+    }
+    if (attempt > options.total) {
+      report('give-up');
+      throw error;
+    }
+    const delay = backoffDelay(attempt, options.backoffFactor, options.backoffMax);
+    report('retry', delay);
+    await options.sleep(delay, signal);
+    if (signal?.aborted) {
+      onRetry?.({ decision: 'aborted', error, attempt, delay: 0 });
+      throw error;
+    }
+  }
+}
+
+function resolveTarget(
+  options: NormalizedRetryOptions,
+  self: unknown,
+  args: unknown[],
+): RetrySessionTarget | undefined {
+  const { session } = options;
+  if (session === undefined || session === null) return undefined;
+  if (isKnexTransaction(session) || session instanceof Scope) return session;
+  if (typeof session === 'function') {
+    const target = (session as (...a: unknown[]) => unknown).apply(self, args);
+    if (target === undefined || target === null) return undefined;
+    if (isKnexTransaction(target) || target instanceof Scope) return target;
+    throw new TypeError(
+      'retryTransaction: the "session" function must return a Knex transaction or a scope',
+    );
+  }
+  return session;
+}
+
+function resolveQuietly(
+  options: NormalizedRetryOptions,
+  self: unknown,
+  args: unknown[],
+): RetrySessionTarget | undefined {
+  try {
+    return resolveTarget(options, self, args);
+  } catch {
+    return undefined;
+  }
+}
+
+function scopeOf(target: RetrySessionTarget | undefined): Scope | undefined {
+  if (target instanceof Scope) return target;
+  if (target === undefined) return undefined;
+  const owner = sessionOwner(target);
+  return owner instanceof Scope ? owner : undefined;
+}
+
+function watch(watched: Map<Scope, number>, scope: Scope | undefined): void {
+  if (scope !== undefined && !watched.has(scope)) watched.set(scope, scopeControl.commits(scope));
+}
+
+function committedSince(tracker: AttemptTracker, watched: Map<Scope, number>): boolean {
+  if (tracker.commits > 0) return true;
+  for (const [scope, before] of watched) if (scopeControl.commits(scope) > before) return true;
+  return false;
+}
+
+function abortSignal(
+  signal: AbortSignal | undefined,
+  watched: Map<Scope, number>,
+): AbortSignal | undefined {
+  const signals = Array.from(watched.keys(), (scope) => scope.signal);
+  if (signal !== undefined) signals.push(signal);
+  if (signals.length <= 1) return signals[0];
+  return AbortSignal.any(signals);
+}
+
+/**
+ * Rolls back what failed; a rollback that fails on the dead connection is swallowed. Returns the
+ * re-opening of an eager (legacy) session, which the next attempt awaits first, so that a
+ * failure to re-open counts as that attempt's failure.
+ */
+async function rollBack(
+  target: RetrySessionTarget | undefined,
+): Promise<{ reopen?: Promise<void> | undefined }> {
+  if (target === undefined) return {};
+  if (target instanceof Scope) {
+    await target.rollback().catch(noop);
+    return {};
+  }
+  if (!target.isCompleted()) {
+    target.executionPromise.catch(noop);
+    await Promise.resolve(target.rollback()).catch(noop);
+  }
+  const owner = scopeOf(target);
+  const reopen =
+    owner === undefined ? undefined : scopeControl.reopen(owner, target as Knex.Transaction);
+  reopen?.catch(noop);
+  return { reopen };
+}
