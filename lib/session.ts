@@ -17,6 +17,20 @@ type State =
 
 interface RawConnection {
   __knex__disposed?: unknown;
+  /** mysql2's socket. */
+  stream?: { destroyed?: boolean };
+  /** pg's protocol connection and its socket. */
+  connection?: { stream?: { destroyed?: boolean } };
+}
+
+/**
+ * The connection is known to be closed, so nothing more can be sent on it: knex marks a
+ * connection that emitted 'error' or 'end' (lib/dialects/postgres, lib/dialects/mysql).
+ */
+function isGone(connection: RawConnection): boolean {
+  if (connection.__knex__disposed !== undefined && connection.__knex__disposed !== rollbackInFlight)
+    return true;
+  return (connection.stream ?? connection.connection?.stream)?.destroyed === true;
 }
 
 interface TxClient {
@@ -72,6 +86,7 @@ export class Session {
   readonly #settled: (session: Session, committed: boolean) => void;
   readonly #knex: Knex;
   readonly #owner: object;
+  #commitUndelivered = false;
 
   constructor(
     id: number,
@@ -149,6 +164,7 @@ export class Session {
           : Promise.reject(this.#closedError());
       }
       if (sql === 'COMMIT;') {
+        this.#commitUndelivered = isGone(connection);
         return query.call(client, connection, sql).catch(async (error: unknown) => {
           try {
             await direct.call(client, connection, 'ROLLBACK');
@@ -213,7 +229,11 @@ export class Session {
     } catch (error) {
       let applied = false;
       try {
-        if (tracker !== undefined) applied = await tracker.commitFailed(trx, error, this.#knex);
+        // A COMMIT that never left the client cannot have been applied: the server rolls back
+        // the transaction of a connection that closed.
+        if (tracker !== undefined && !this.#commitUndelivered) {
+          applied = await tracker.commitFailed(trx, error, this.#knex);
+        }
       } catch (unknownOutcome) {
         this.#finish('failed');
         throw unknownOutcome;
