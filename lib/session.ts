@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { commitTracking } from './commit-tracking';
 import { ScopeClosedError, SessionClosedError } from './errors';
+import { type DriverConnection, neverSent } from './never-sent';
 import { scopeStorage } from './scope-storage';
 
 /** How a session was asked for; it names the session in error messages. */
@@ -15,23 +16,7 @@ type State =
   | 'rolled back'
   | 'failed';
 
-interface RawConnection {
-  __knex__disposed?: unknown;
-  /** mysql2's socket. */
-  stream?: { destroyed?: boolean };
-  /** pg's protocol connection and its socket. */
-  connection?: { stream?: { destroyed?: boolean } };
-}
-
-/**
- * The connection is known to be closed, so nothing more can be sent on it: knex marks a
- * connection that emitted 'error' or 'end' (lib/dialects/postgres, lib/dialects/mysql).
- */
-function isGone(connection: RawConnection): boolean {
-  if (connection.__knex__disposed !== undefined && connection.__knex__disposed !== rollbackInFlight)
-    return true;
-  return (connection.stream ?? connection.connection?.stream)?.destroyed === true;
-}
+type RawConnection = DriverConnection;
 
 interface TxClient {
   query(connection: RawConnection, query: unknown): Promise<unknown>;
@@ -164,8 +149,9 @@ export class Session {
           : Promise.reject(this.#closedError());
       }
       if (sql === 'COMMIT;') {
-        this.#commitUndelivered = isGone(connection);
+        const gone = neverSent(connection, undefined, rollbackInFlight);
         return query.call(client, connection, sql).catch(async (error: unknown) => {
+          this.#commitUndelivered = gone || neverSent({}, error, undefined);
           try {
             await direct.call(client, connection, 'ROLLBACK');
           } catch {

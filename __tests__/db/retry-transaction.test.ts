@@ -1,6 +1,9 @@
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import express from 'express';
+import Koa from 'koa';
+import supertest from 'supertest';
+import '../../lib/koa';
 import type { Knex } from 'knex';
 import {
   type Db,
@@ -214,6 +217,37 @@ describe('retryTransaction with server-side kills (pg_terminate_backend / KILL)'
   });
 });
 
+describe('retryTransaction in a Koa app', () => {
+  onServer('retries the middleware with session: (ctx) => ctx.db', async () => {
+    const app = new Koa();
+    app.use(db);
+    const backends: number[] = [];
+    app.use(
+      retryTransaction(
+        async (ctx: Koa.Context) => {
+          const trx = await ctx.db.session;
+          const id = await backendId(trx);
+          backends.push(id);
+          await trx(table).insert({ name: 'koa' });
+          if (backends.length === 1) await killBackend(admin, id);
+          await trx.commit();
+          ctx.status = 201;
+        },
+        { session: (ctx) => ctx.db, ...noWait },
+      ),
+    );
+    const server = createServer(app.callback());
+    try {
+      await supertest(server).post('/').expect(201);
+    } finally {
+      server.close();
+    }
+    expect(backends).toHaveLength(2);
+    expect(await countRows(admin, table)).toBe(1);
+    expect(poolStats(db.knex).used).toBe(0);
+  });
+});
+
 describe('retryTransaction never duplicates committed work', () => {
   // The seed's README "Caution!": a retried function that committed one transaction and then
   // failed would add `something` twice. Here it must raise instead.
@@ -320,12 +354,6 @@ describe('retryTransaction when the connection dies during COMMIT', () => {
     expect(poolStats(db.knex).used).toBe(0);
   });
 
-  onPostgres('never reached the server: PostgreSQL says aborted, so it is retried', async () => {
-    const calls = { n: 0 };
-    await expect(insertAndCommit('before', calls)()).resolves.toBe('done by attempt 2');
-    expect(await admin(table).pluck('name')).toEqual(['attempt 2']);
-  });
-
   onPostgres('a read-only attempt has no transaction id and is simply retried', async () => {
     let calls = 0;
     const count = db.wrap(
@@ -383,16 +411,57 @@ describe('retryTransaction when the connection dies during COMMIT', () => {
   });
 
   onMariadb('MariaDB cannot be asked: CommitOutcomeUnknownError, never a blind retry', async () => {
-    for (const when of ['before', 'after'] as const) {
-      await admin(table).delete();
-      const calls = { n: 0 };
-      const error = await insertAndCommit(when, calls)().catch((e: unknown) => e);
-      expect(isKnexScopeError(error) && error.code).toBe('ERR_COMMIT_OUTCOME_UNKNOWN');
-      expect(calls.n).toBe(1);
-      expect(await countRows(admin, table)).toBe(when === 'after' ? 1 : 0);
-    }
+    const calls = { n: 0 };
+    const error = await insertAndCommit('after', calls)().catch((e: unknown) => e);
+    expect(isKnexScopeError(error) && error.code).toBe('ERR_COMMIT_OUTCOME_UNKNOWN');
+    expect(isConnectionError((error as Error).cause)).toBe(true);
+    expect(calls.n).toBe(1);
+    expect(await countRows(admin, table)).toBe(1); // it had in fact committed
     expect(poolStats(db.knex).used).toBe(0);
   });
+
+  onServer('a COMMIT the driver refused to send is known not applied, and retried', async () => {
+    const calls = { n: 0 };
+    await expect(insertAndCommit('before', calls)()).resolves.toBe('done by attempt 2');
+    expect(await admin(table).pluck('name')).toEqual(['attempt 2']);
+  });
+
+  onPostgres(
+    'COMMIT delivered but rejected by the server, reply lost: aborted, retried',
+    async () => {
+      const parents = `${table}_parents`;
+      const children = `${table}_children`;
+      await admin.schema.createTable(parents, (t) => t.integer('id').primary());
+      await admin.raw(
+        `create table ${children} (parent_id integer references ${parents} (id) deferrable initially deferred)`,
+      );
+      try {
+        let calls = 0;
+        const insert = db.wrap(
+          retryTransaction(
+            async (scope: Scope) => {
+              calls++;
+              const trx = await scope.session;
+              await trx(table).insert({ name: `attempt ${calls}` });
+              if (calls === 1) {
+                await trx(children).insert({ parent_id: 404 }); // fails only at COMMIT
+                await cutAtCommit(trx, 'after');
+              }
+              await trx.commit();
+            },
+            { session: (scope) => scope, ...noWait },
+          ),
+        );
+        await insert();
+        expect(calls).toBe(2);
+        expect(await admin(table).pluck('name')).toEqual(['attempt 2']);
+        expect(await countRows(admin, children)).toBe(0);
+      } finally {
+        await admin.schema.dropTableIfExists(children);
+        await admin.schema.dropTableIfExists(parents);
+      }
+    },
+  );
 
   onServer(
     'outside retryTransaction a cut COMMIT just rejects with the connection error',
