@@ -28,16 +28,19 @@ module.exports = async () => {
         moduleNameMapper,
         testEnvironment: 'node',
         testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
-        testPathIgnorePatterns: ['<rootDir>/__tests__/db/'],
+        testPathIgnorePatterns: ['<rootDir>/__tests__/db/', '<rootDir>/__tests__/testing/'],
       },
       ...databases.map(({ name, url }) => ({
         displayName: name,
         transform,
         moduleNameMapper,
         testEnvironment: 'node',
-        testMatch: ['<rootDir>/__tests__/db/**/*.test.ts'],
+        testMatch: ['<rootDir>/__tests__/{db,testing}/**/*.test.ts'],
         globals: { KNEX_SCOPE_TEST_DIALECT: name, KNEX_SCOPE_TEST_SERVER_URL: url },
         setupFiles: ['<rootDir>/__tests__/setup/dialect.js'],
+        // The test kit (knex-scope/jest): one database per jest worker on this project's server.
+        globalSetup: '<rootDir>/__tests__/setup/global-setup.ts',
+        globalTeardown: '<rootDir>/__tests__/setup/global-teardown.ts',
       })),
     ],
   };

@@ -2,10 +2,13 @@
 'use strict';
 // The project's test command (`npm test`): type-check, lint, then the jest suite on SQLite and on
 // PostgreSQL and MariaDB when their servers answer. Prints which databases ran, and ends with the
-// line "N passed, M failed" (also written to .tmp/test-summary.txt for CI).
+// line "N passed, M failed" (also written to .tmp/test-summary.txt for CI). With --docker (npm run
+// test:docker) the fault tests use the Toxiproxy of docker-compose.test.yml instead of the
+// in-process one.
 const { spawnSync } = require('node:child_process');
 const { mkdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
+const { dockerTestEnv } = require('./docker-test-env');
 const { probeDatabases, servers } = require('./probe-databases');
 
 const root = join(__dirname, '..');
@@ -43,14 +46,21 @@ async function main() {
   if (!step('build', 'npx', ['tsc', '-p', 'tsconfig.build.json'])) failedSteps.push('build');
   if (!step('type-check', 'npx', ['tsc', '-p', 'tsconfig.json'])) failedSteps.push('type-check');
   if (!step('lint', 'npx', ['biome', 'check', '.'])) failedSteps.push('lint');
-  const env = { ...process.env, KNEX_SCOPE_TEST_DATABASES: names.join(',') };
+  const docker = process.argv.includes('--docker');
+  const env = {
+    ...process.env,
+    ...(docker ? dockerTestEnv : {}),
+    KNEX_SCOPE_TEST_DATABASES: names.join(','),
+  };
+  if (docker)
+    console.log(`Toxiproxy: ${dockerTestEnv.TOXIPROXY_API_URL} (docker-compose.test.yml)`);
   // --forceExit: a suite that fails in afterAll can leave a pool open; CI must still finish.
   const jestArgs = [
     'jest',
     '--json',
     '--forceExit',
     `--outputFile=${results}`,
-    ...process.argv.slice(2),
+    ...process.argv.slice(2).filter((arg) => arg !== '--docker'),
   ];
   if (!step('jest', 'npx', jestArgs, env)) failedSteps.push('jest');
 

@@ -1,60 +1,43 @@
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { knex as createKnex, type Knex } from 'knex';
+import { ensureTestDatabase, testDatabaseUrl } from '../../lib/testing';
+import { readTestRun } from '../../lib/testing/test-env';
 
 export type Dialect = 'sqlite' | 'postgres' | 'mariadb';
 
 /** The database this test file runs on (one jest project per database). */
 export const dialect = (process.env.KNEX_SCOPE_TEST_DIALECT ?? 'sqlite') as Dialect;
-const serverUrl = process.env.KNEX_SCOPE_TEST_SERVER_URL ?? 'sqlite::memory:';
 
-const sqliteFile = join(
-  tmpdir(),
-  `knex-scope-test-${process.pid}-${randomBytes(4).toString('hex')}.sqlite`,
-);
-if (dialect === 'sqlite') removeDeadWorkersFiles();
-
-// Not removed in afterAll: jest runs this module's afterAll before the test file's own, which
-// still drop their tables in the file; and jest's workers exit without running 'exit' handlers.
-// So each worker removes the files of workers that are gone.
-function removeDeadWorkersFiles(): void {
-  for (const name of readdirSync(tmpdir())) {
-    const pid = /^knex-scope-test-(\d+)-/.exec(name)?.[1];
-    if (pid !== undefined && !isAlive(Number(pid))) rmSync(join(tmpdir(), name), { force: true });
-  }
+// The test kit's global setup (__tests__/setup/global-setup.ts) gave this jest worker a database
+// of its own on the project's server; a worker beyond those it prepared creates its own here.
+if (readTestRun(dialect) === undefined) {
+  throw new Error(
+    `No test database for "${dialect}": run the database tests through jest.config.js, whose ` +
+      'globalSetup creates them.',
+  );
 }
+beforeAll(() => ensureTestDatabase({ namespace: dialect }));
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** A Knex config for this file's database; SQLite uses a file so a second connection can verify. */
+/** A Knex config for this worker's database; SQLite is a file, so a second connection can verify. */
 export function testConfig(pool?: Knex.PoolConfig): Knex.Config {
   if (dialect === 'sqlite') {
     return {
       client: 'better-sqlite3',
-      connection: { filename: sqliteFile },
+      connection: { filename: testUrl() },
       useNullAsDefault: true,
       ...(pool === undefined ? {} : { pool }),
     };
   }
   return {
     client: dialect === 'postgres' ? 'pg' : 'mysql2',
-    connection: serverUrl,
+    connection: testUrl(),
     pool: { min: 0, max: 10, ...pool },
   };
 }
 
-/** A URL for this file's database. */
+/** A URL for this worker's database (SQLite: its file). */
 export function testUrl(): string {
-  return dialect === 'sqlite' ? sqliteFile : serverUrl;
+  return testDatabaseUrl({ namespace: dialect });
 }
 
 let counter = 0;

@@ -3,7 +3,8 @@ import {
   createToxiproxyController,
   type ToxiproxyController,
 } from '../../lib/testing/toxiproxy-controller';
-import { startToxiproxyServer, type ToxiproxyServer } from '../../lib/toxiproxy';
+import { testToxiproxy } from '../../lib/testing/use-toxiproxy';
+import { startToxiproxyServer } from '../../lib/toxiproxy';
 import { testUrl, uniqueName } from './database';
 
 /** A proxy in front of this file's database server, and the database URL through it. */
@@ -15,29 +16,27 @@ export interface FaultProxy {
 }
 
 /**
- * Puts a Toxiproxy proxy in front of the test database: on the server `TOXIPROXY_API_URL` names
- * (Shopify's Toxiproxy in docker-compose.test.yml, or the kit's), else on an in-process
- * `startToxiproxyServer()`. Each call makes its own proxy, so test files never disturb each other.
+ * A Toxiproxy proxy in front of this worker's test database. On an external Toxiproxy
+ * (`TOXIPROXY_API_URL`, e.g. Shopify's in docker-compose.test.yml, whose proxies are made up
+ * front) it is the test kit's proxy for this database project. Otherwise each call starts its own
+ * in-process server and proxy, so test files never disturb each other's connections.
  */
 export async function startFaultProxy(): Promise<FaultProxy> {
-  const server: ToxiproxyServer | undefined =
-    process.env.TOXIPROXY_API_URL === undefined ? await startToxiproxyServer() : undefined;
-  const apiUrl = process.env.TOXIPROXY_API_URL ?? (server as ToxiproxyServer).url;
+  const external = process.env.TOXIPROXY_API_URL === undefined ? undefined : testToxiproxy();
+  if (external !== undefined) {
+    const toxiproxy = createToxiproxyController(external);
+    await toxiproxy.reset();
+    return { toxiproxy, url: external.dbUrl, close: () => toxiproxy.reset() };
+  }
+  const server = await startToxiproxyServer();
   const database = new URL(testUrl());
-  const upstream = process.env.TOXIPROXY_UPSTREAM_HOST
-    ? `${process.env.TOXIPROXY_UPSTREAM_HOST}:${database.port}`
-    : `${database.hostname}:${database.port}`;
-  const toxiproxy = createToxiproxyController({ apiUrl, proxyName: uniqueName('proxy') });
-  await toxiproxy.ensureProxy({ upstream });
+  const toxiproxy = createToxiproxyController({
+    apiUrl: server.url,
+    proxyName: uniqueName('proxy'),
+  });
+  await toxiproxy.ensureProxy({ upstream: `${database.hostname}:${database.port}` });
   const url = await toxiproxy.proxyUrl(testUrl());
-  return {
-    toxiproxy,
-    url,
-    async close() {
-      await toxiproxy.removeProxy().catch(() => {});
-      await server?.close();
-    },
-  };
+  return { toxiproxy, url, close: () => server.close() };
 }
 
 /** Knex config for `url` with a small pool, as a service behind the proxy would have. */
