@@ -6,7 +6,7 @@
 // test:docker) the fault tests use the Toxiproxy of docker-compose.test.yml instead of the
 // in-process one.
 const { spawnSync } = require('node:child_process');
-const { mkdirSync, readFileSync, writeFileSync } = require('node:fs');
+const { mkdirSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { dockerTestEnv } = require('./docker-test-env');
 const { probeDatabases, servers } = require('./probe-databases');
@@ -55,34 +55,72 @@ async function main() {
   if (docker)
     console.log(`Toxiproxy: ${dockerTestEnv.TOXIPROXY_API_URL} (docker-compose.test.yml)`);
   // --forceExit: a suite that fails in afterAll can leave a pool open; CI must still finish.
-  const jestArgs = [
-    'jest',
-    '--json',
-    '--forceExit',
-    `--outputFile=${results}`,
-    ...process.argv.slice(2).filter((arg) => arg !== '--docker'),
-  ];
-  if (!step('jest', 'npx', jestArgs, env)) failedSteps.push('jest');
+  const extraArgs = process.argv.slice(2).filter((arg) => arg !== '--docker');
+  const totals = { passed: 0, failed: 0 };
+  const suite = runJest('jest', ['jest', '--json', '--forceExit'], results, extraArgs, env);
+  if (!suite.ok) failedSteps.push('jest');
+  add(totals, suite);
+  console.log(
+    `\nJest: ${suite.total} tests in ${suite.files} files on ${names.join(', ')}; ` +
+      `${suite.skipped} skipped, ${suite.broken} files failed to run.`,
+  );
 
-  let passed = 0;
-  let failed = 0;
-  try {
-    const report = JSON.parse(readFileSync(results, 'utf8'));
-    passed = report.numPassedTests;
-    failed = report.numFailedTests + report.numRuntimeErrorTestSuites;
-    console.log(
-      `\nJest: ${report.numTotalTests} tests in ${report.numTotalTestSuites} files on ${names.join(', ')}; ` +
-        `${report.numPendingTests} skipped, ${report.numRuntimeErrorTestSuites} files failed to run.`,
-    );
-  } catch {
-    failed += 1;
-    console.log('\nJest wrote no results.');
+  // The test-kit example (examples/testing), as a user runs it: its own jest config, once per
+  // database. Only on a full run: arguments select part of the main suite.
+  if (extraArgs.length === 0) {
+    for (const { name, url } of databases) {
+      const exampleEnv = { ...env, ...(name === 'sqlite' ? {} : { TEST_DB_URL: url }) };
+      const output = join(tmp, `example-${name}-results.json`);
+      const args = ['jest', '-c', 'examples/testing/jest.config.js', '--json', '--forceExit'];
+      const example = runJest(`example on ${name}`, args, output, [], exampleEnv);
+      if (!example.ok) failedSteps.push(`example on ${name}`);
+      add(totals, example);
+    }
   }
+  const { passed, failed } = totals;
   if (failedSteps.length > 0) console.log(`Failed steps: ${failedSteps.join(', ')}`);
   const summary = `${passed} passed, ${failed} failed`;
   writeFileSync(join(tmp, 'test-summary.txt'), `${summary}\n`);
   console.log(summary);
   process.exitCode = failedSteps.length > 0 || failed > 0 ? 1 : 0;
+}
+
+/**
+ * Runs jest with `--outputFile` and reads its counts; a run that wrote no results counts as one
+ * failure.
+ * @param {string} title
+ * @param {string[]} args
+ * @param {string} output
+ * @param {string[]} extraArgs
+ * @param {NodeJS.ProcessEnv} env
+ */
+function runJest(title, args, output, extraArgs, env) {
+  rmSync(output, { force: true });
+  const ok = step(title, 'npx', [...args, `--outputFile=${output}`, ...extraArgs], env);
+  try {
+    const report = JSON.parse(readFileSync(output, 'utf8'));
+    return {
+      ok,
+      passed: report.numPassedTests,
+      failed: report.numFailedTests + report.numRuntimeErrorTestSuites,
+      total: report.numTotalTests,
+      files: report.numTotalTestSuites,
+      skipped: report.numPendingTests,
+      broken: report.numRuntimeErrorTestSuites,
+    };
+  } catch {
+    console.log(`${title} wrote no results.`);
+    return { ok: false, passed: 0, failed: 1, total: 0, files: 0, skipped: 0, broken: 0 };
+  }
+}
+
+/**
+ * @param {{ passed: number, failed: number }} totals
+ * @param {{ passed: number, failed: number }} run
+ */
+function add(totals, run) {
+  totals.passed += run.passed;
+  totals.failed += run.failed;
 }
 
 main().catch((error) => {

@@ -3,8 +3,7 @@ import {
   createToxiproxyController,
   type ToxiproxyController,
 } from '../../lib/testing/toxiproxy-controller';
-import { testToxiproxy } from '../../lib/testing/use-toxiproxy';
-import { startToxiproxyServer } from '../../lib/toxiproxy';
+import { startToxiproxyServer, type ToxiproxyServer } from '../../lib/toxiproxy';
 import { testUrl, uniqueName } from './database';
 
 /** A proxy in front of this file's database server, and the database URL through it. */
@@ -16,27 +15,26 @@ export interface FaultProxy {
 }
 
 /**
- * A Toxiproxy proxy in front of this worker's test database. On an external Toxiproxy
- * (`TOXIPROXY_API_URL`, e.g. Shopify's in docker-compose.test.yml, whose proxies are made up
- * front) it is the test kit's proxy for this database project. Otherwise each call starts its own
- * in-process server and proxy, so test files never disturb each other's connections.
+ * A Toxiproxy proxy of its own in front of this worker's test database, so test files never
+ * disturb each other's connections: on the server `TOXIPROXY_API_URL` names (Shopify's, in
+ * docker-compose.test.yml, runs on the host's network), else on an in-process server.
  */
 export async function startFaultProxy(): Promise<FaultProxy> {
-  const external = process.env.TOXIPROXY_API_URL === undefined ? undefined : testToxiproxy();
-  if (external !== undefined) {
-    const toxiproxy = createToxiproxyController(external);
-    await toxiproxy.reset();
-    return { toxiproxy, url: external.dbUrl, close: () => toxiproxy.reset() };
-  }
-  const server = await startToxiproxyServer();
+  const external = process.env.TOXIPROXY_API_URL;
+  const server = external === undefined ? await startToxiproxyServer() : undefined;
+  const apiUrl = external ?? (server as ToxiproxyServer).url;
   const database = new URL(testUrl());
-  const toxiproxy = createToxiproxyController({
-    apiUrl: server.url,
-    proxyName: uniqueName('proxy'),
-  });
+  const toxiproxy = createToxiproxyController({ apiUrl, proxyName: uniqueName('proxy') });
   await toxiproxy.ensureProxy({ upstream: `${database.hostname}:${database.port}` });
   const url = await toxiproxy.proxyUrl(testUrl());
-  return { toxiproxy, url, close: () => server.close() };
+  return {
+    toxiproxy,
+    url,
+    async close() {
+      await toxiproxy.removeProxy().catch(() => {});
+      await server?.close();
+    },
+  };
 }
 
 /** Knex config for `url` with a small pool, as a service behind the proxy would have. */
