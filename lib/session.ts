@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { commitTracking } from './commit-tracking';
 import { ScopeClosedError, SessionClosedError } from './errors';
+import { isConnectionError } from './is-connection-error';
 import { type DriverConnection, neverSent } from './never-sent';
 import { scopeStorage } from './scope-storage';
 
@@ -91,7 +92,7 @@ export class Session {
     this.ready = scopeStorage
       .exit(() => knex.transaction(config))
       .then(
-        (trx) => this.#attach(trx),
+        (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
         (error: unknown) => {
           this.#finish('failed');
           throw error;
@@ -131,6 +132,22 @@ export class Session {
   async finish(trx: Knex.Transaction): Promise<void> {
     if (this.#state === 'committed' || this.#state === 'rolled back') return;
     await trx.commit();
+  }
+
+  // knex resolves knex.transaction() even when BEGIN fails (a pooled connection whose backend
+  // died while idle): the transaction comes already complete, the error only in executionPromise.
+  async #beginFailed(trx: Knex.Transaction): Promise<never> {
+    this.#finish('failed');
+    const error = await trx.executionPromise.then(noop, (reason: unknown) => reason);
+    if (isConnectionError(error)) {
+      // The server answered BEGIN with its farewell (PostgreSQL 57P01) but the driver does not
+      // know yet that the socket is closing: keep the pool from handing the connection out again.
+      const client = trx.client as unknown as { acquireConnection(): Promise<RawConnection> };
+      const connection = await client.acquireConnection();
+      connection.__knex__disposed ??= error;
+    }
+    if (error !== undefined) throw error;
+    throw new SessionClosedError(`${this.label} could not be opened: BEGIN did not complete.`);
   }
 
   #attach(trx: Knex.Transaction): Knex.Transaction {

@@ -217,6 +217,45 @@ describe('retryTransaction with server-side kills (pg_terminate_backend / KILL)'
   });
 });
 
+describe('a pooled connection whose backend died while idle', () => {
+  // knex resolves knex.transaction() with an already completed transaction when BEGIN fails; the
+  // session must fail with BEGIN's connection error instead, so that the retry can happen.
+  onServer(
+    'fails the session with the connection error, and retryTransaction recovers',
+    async () => {
+      const small = withDb(testConfig({ min: 0, max: 1 }));
+      const failures: unknown[] = [];
+      try {
+        const insert = small.wrap(
+          retryTransaction(
+            async (scope: Scope, name: string) => {
+              const trx = await scope.session;
+              await trx(table).insert({ name });
+              await trx.commit();
+            },
+            { session: (scope) => scope, onRetry: (e) => failures.push(e.error), ...noWait },
+          ),
+        );
+        for (let i = 0; i < 10; i++) {
+          const id = await small.wrap(async (scope: Scope) => {
+            const trx = await scope.session;
+            const backend = await backendId(trx);
+            await trx.commit();
+            return backend;
+          })();
+          await killBackend(admin, id); // the pool's only connection, idle
+          await insert(`row ${i}`);
+        }
+        expect(await countRows(admin, table)).toBe(10);
+        for (const error of failures) expect(isConnectionError(error)).toBe(true);
+        expect(poolStats(small.knex)).toMatchObject({ used: 0, pending: 0 });
+      } finally {
+        await small.destroy();
+      }
+    },
+  );
+});
+
 describe('retryTransaction in a Koa app', () => {
   onServer('retries the middleware with session: (ctx) => ctx.db', async () => {
     const app = new Koa();
