@@ -1,0 +1,204 @@
+// @ts-check
+'use strict';
+// One side of an overhead benchmark, run by scripts/bench-overhead.js in a process of its own so
+// that the load generator and the server do not share a CPU. It listens on an ephemeral port and
+// answers its parent's messages:
+//   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries
+//   { type: 'settle' } → answers once no request is in flight and the pool is idle (at most 5 s)
+//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, poolUsed, poolPending }
+//   { type: 'stop' }   → closes the server and the pool, then exits
+// The side is given as JSON in argv[2]: { framework, variant, connection? } (see BenchSide).
+const { AsyncLocalStorage } = require('node:async_hooks');
+const http = require('node:http');
+const { knex: createKnex } = require('knex');
+const { withDb } = require('knex-scope');
+
+/**
+ * @typedef {{
+ *   framework: 'express' | 'koa';
+ *   variant: 'plain' | 'withDb' | 'scope' | 'knex';
+ *   als?: boolean;
+ *   connection?: import('knex').Knex.Config | undefined;
+ * }} BenchSide
+ *
+ * plain:  no knex-scope, GET /plain answers { ok: true } without touching the database
+ * withDb: app.use(withDb(config)), the same GET /plain
+ * scope:  app.use(withDb(config)), GET /select: `const s = await req.db.session`, SELECT 1, commit
+ * knex:   no knex-scope, GET /select: SELECT 1 in `knex.transaction(async (trx) => …)`
+ * als:    (plain and knex only) every request runs in an AsyncLocalStorage of its own, as it does
+ *         under knex-scope: this isolates what Node's AsyncLocalStorage costs from what
+ *         knex-scope's own code costs
+ */
+
+/** @type {BenchSide} */
+const side = JSON.parse(process.argv[2] ?? '{}');
+
+/** @type {import('knex-scope').Db | undefined} */
+let db;
+/** @type {import('knex').Knex | undefined} */
+let knex;
+if (side.variant !== 'plain') {
+  if (side.connection === undefined) throw new Error(`${side.variant} needs a connection`);
+  if (side.variant === 'knex') knex = createKnex(side.connection);
+  else {
+    db = withDb(side.connection);
+    knex = db.knex;
+  }
+}
+
+const pool = /** @type {import('tarn').Pool<unknown> | undefined} */ (
+  knex === undefined ? undefined : /** @type {{ pool?: unknown }} */ (knex.client).pool
+);
+let acquires = 0;
+let queries = 0;
+let requests = 0;
+let errors = 0;
+pool?.on('acquireSuccess', () => {
+  acquires++;
+});
+knex?.on('query', () => {
+  queries++;
+});
+
+/** @returns {http.RequestListener} */
+function expressApp() {
+  const express = require('express');
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  if (db !== undefined) app.use(db);
+  if (side.als === true) {
+    const storage = new AsyncLocalStorage();
+    app.use((_req, _res, next) => storage.run({}, next));
+  }
+  app.get('/plain', (_req, res) => {
+    res.json({ ok: true });
+  });
+  if (side.variant === 'scope') {
+    app.get('/select', async (req, res) => {
+      const s = await req.db.session;
+      const rows = await s.select(s.raw('1 as one'));
+      await s.commit();
+      res.json(rows);
+    });
+  }
+  if (side.variant === 'knex') {
+    const root = /** @type {import('knex').Knex} */ (knex);
+    app.get('/select', async (_req, res) => {
+      const rows = await root.transaction(async (trx) => trx.select(trx.raw('1 as one')));
+      res.json(rows);
+    });
+  }
+  // autocannon ends a round by closing its connections, requests in flight included: their scopes
+  // end with the client (as they should) and the handlers' next query fails with ScopeClosedError.
+  // Answer quietly instead of logging every such stack, as Express's default handler would.
+  /**
+   * @param {unknown} _error
+   * @param {import('express').Request} _req
+   * @param {import('express').Response} res
+   * @param {import('express').NextFunction} _next
+   */
+  const onError = (_error, _req, res, _next) => {
+    errors++;
+    res.status(500).end();
+  };
+  app.use(onError);
+  return app;
+}
+
+/** @returns {http.RequestListener} */
+function koaApp() {
+  const Koa = require('koa');
+  const app = new Koa();
+  if (db !== undefined) app.use(db);
+  if (side.als === true) {
+    const storage = new AsyncLocalStorage();
+    app.use((_ctx, next) => storage.run({}, next));
+  }
+  app.silent = true;
+  app.use((ctx) => {
+    if (ctx.path === '/plain') ctx.body = { ok: true };
+  });
+  return app.callback();
+}
+
+const server = http.createServer(side.framework === 'koa' ? koaApp() : expressApp());
+let inFlight = 0;
+server.on('request', (_req, res) => {
+  requests++;
+  inFlight++;
+  res.once('close', () => {
+    inFlight--;
+  });
+});
+let cpuStart = process.cpuUsage();
+
+/**
+ * Waits (up to 5 s) for the requests autocannon left in flight to finish and for the pool to be
+ * idle again: a request cut off by the client ends at once, its ROLLBACK a moment later.
+ */
+async function settle() {
+  const deadline = Date.now() + 5_000;
+  const busy = () =>
+    inFlight > 0 ||
+    (pool !== undefined &&
+      pool.numUsed() + pool.numPendingAcquires() + pool.numPendingCreates() > 0);
+  while (busy() && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+// Lets the handlers autocannon left in flight finish before the pool goes away.
+async function stop() {
+  const closed = new Promise((resolve) => server.close(() => resolve(undefined)));
+  server.closeIdleConnections();
+  await settle();
+  server.closeAllConnections();
+  await closed;
+  if (db !== undefined) await db.destroy();
+  else await knex?.destroy();
+  process.disconnect?.();
+}
+
+const send = (/** @type {unknown} */ message) => process.send?.(message);
+
+process.on('message', (/** @type {{ type: string }} */ message) => {
+  if (message.type === 'reset') {
+    requests = 0;
+    errors = 0;
+    acquires = 0;
+    queries = 0;
+    cpuStart = process.cpuUsage();
+    send({ type: 'reset' });
+  } else if (message.type === 'stats') {
+    const cpu = process.cpuUsage(cpuStart);
+    send({
+      type: 'stats',
+      cpuUs: cpu.user + cpu.system,
+      requests,
+      errors,
+      acquires,
+      queries,
+      poolUsed: pool?.numUsed() ?? 0,
+      poolPending: (pool?.numPendingAcquires() ?? 0) + (pool?.numPendingCreates() ?? 0),
+    });
+  } else if (message.type === 'settle') {
+    settle().then(() => send({ type: 'settle' }));
+  } else if (message.type === 'stop') {
+    stop().catch((error) => {
+      console.error(error);
+      process.exit(1);
+    });
+  }
+});
+// If the parent goes away, do not linger.
+process.on('disconnect', () => {
+  server.close();
+  server.closeAllConnections();
+  void (db?.destroy() ?? knex?.destroy());
+});
+
+server.listen(0, '127.0.0.1', () => {
+  const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
+  send({ type: 'ready', port });
+});
