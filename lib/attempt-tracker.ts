@@ -15,20 +15,27 @@ function dialectOf(trx: Knex.Transaction): string {
  * elsewhere the outcome cannot be known. Internal to knex-scope.
  *
  * @example
- * const tracker = new AttemptTracker();
+ * const tracker = new AttemptTracker(commitTracking.getStore());
  * await commitTracking.run(tracker, () => fn());
  * if (tracker.commits > 0) // the attempt committed work
  */
 export class AttemptTracker implements CommitTracker {
   commits = 0;
   readonly #ids = new WeakMap<Knex.Transaction, string | null>();
+  readonly #outer: CommitTracker | undefined;
+
+  /** `outer`: the tracker of an enclosing attempt, which a commit in this one concerns too. */
+  constructor(outer?: CommitTracker) {
+    this.#outer = outer;
+  }
 
   async beforeCommit(trx: Knex.Transaction): Promise<void> {
     if (dialectOf(trx) === 'postgresql') this.#ids.set(trx, await captureTransactionId(trx));
   }
 
-  committed(): void {
+  committed(trx: Knex.Transaction): void {
     this.commits++;
+    this.#outer?.committed(trx);
   }
 
   async commitFailed(trx: Knex.Transaction, error: unknown, knex: Knex): Promise<boolean> {

@@ -101,10 +101,7 @@ async function run(
   const { onRetry } = options;
   let reopen: Promise<void> | undefined;
   for (let attempt = 1; ; attempt++) {
-    const tracker = new AttemptTracker();
-    const watched = new Map<Scope, number>();
-    watch(watched, ambient);
-    watch(watched, scopeOf(resolveQuietly(options, self, args)));
+    const tracker = new AttemptTracker(commitTracking.getStore());
     let error: unknown;
     try {
       return await commitTracking.run(tracker, async () => {
@@ -128,9 +125,8 @@ async function run(
     }
     const target = resolveTarget(options, self, args);
     ({ reopen } = await rollBack(target));
-    watch(watched, scopeOf(target));
 
-    if (!options.allowReplay && committedSince(tracker, watched)) {
+    if (!options.allowReplay && tracker.commits > 0) {
       report('unsafe-replay');
       throw new UnsafeRetryError(
         `Not retried: attempt ${attempt} had already committed a transaction before it failed, ` +
@@ -139,7 +135,7 @@ async function run(
         { cause: error },
       );
     }
-    const signal = abortSignal(options.signal, watched);
+    const signal = abortSignal(options.signal, ambient, scopeOf(target));
     if (signal?.aborted) {
       report('aborted');
       throw error;
@@ -177,18 +173,6 @@ function resolveTarget(
   return session;
 }
 
-function resolveQuietly(
-  options: NormalizedRetryOptions,
-  self: unknown,
-  args: unknown[],
-): RetrySessionTarget | undefined {
-  try {
-    return resolveTarget(options, self, args);
-  } catch {
-    return undefined;
-  }
-}
-
 function scopeOf(target: RetrySessionTarget | undefined): Scope | undefined {
   if (target instanceof Scope) return target;
   if (target === undefined) return undefined;
@@ -196,24 +180,14 @@ function scopeOf(target: RetrySessionTarget | undefined): Scope | undefined {
   return owner instanceof Scope ? owner : undefined;
 }
 
-function watch(watched: Map<Scope, number>, scope: Scope | undefined): void {
-  if (scope !== undefined && !watched.has(scope)) watched.set(scope, scopeControl.commits(scope));
-}
-
-function committedSince(tracker: AttemptTracker, watched: Map<Scope, number>): boolean {
-  if (tracker.commits > 0) return true;
-  for (const [scope, before] of watched) if (scopeControl.commits(scope) > before) return true;
-  return false;
-}
-
+/** Aborted with the caller's signal, or when the request of the scope the attempt ran in ends. */
 function abortSignal(
   signal: AbortSignal | undefined,
-  watched: Map<Scope, number>,
+  ...scopes: (Scope | undefined)[]
 ): AbortSignal | undefined {
-  const signals = Array.from(watched.keys(), (scope) => scope.signal);
+  const signals = scopes.flatMap((scope) => (scope === undefined ? [] : [scope.signal]));
   if (signal !== undefined) signals.push(signal);
-  if (signals.length <= 1) return signals[0];
-  return AbortSignal.any(signals);
+  return signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
 }
 
 /**

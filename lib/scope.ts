@@ -15,8 +15,6 @@ export interface ScopeControl {
   open(core: ScopeCore, outer: Scope | undefined): Scope;
   /** Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it held none. */
   close(scope: Scope, aborted: boolean): Promise<void> | undefined;
-  /** How many sessions of this scope have committed. */
-  commits(scope: Scope): number;
   outer(scope: Scope): Scope | undefined;
   owner(scope: Scope): object | undefined;
   /** Sets what re-opens an eager (legacy) session after `retryTransaction` rolled `stale` back. */
@@ -48,7 +46,6 @@ export class Scope {
   #open: Set<Session> | undefined;
   #lazy: Session | undefined;
   #count = 0;
-  #commits = 0;
   #ended = false;
   #aborted = false;
   #closing: Promise<void> | undefined;
@@ -65,7 +62,6 @@ export class Scope {
     scopeControl = {
       open: (core, outer) => new Scope(core, outer),
       close: (scope, aborted) => scope.#close(aborted),
-      commits: (scope) => scope.#commits,
       outer: (scope) => scope.#outer,
       owner: (scope) => scope.#core.owner,
       setReopen: (scope, reopen) => {
@@ -190,9 +186,8 @@ export class Scope {
     return session;
   }
 
-  readonly #settled = (session: Session, committed: boolean): void => {
+  readonly #settled = (session: Session): void => {
     this.#open?.delete(session);
-    if (committed) this.#commits++;
   };
 
   #close(aborted: boolean): Promise<void> | undefined {

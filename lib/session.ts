@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { commitTracking } from './commit-tracking';
+import { type DriverConnection, isClosed, refusedBeforeSending } from './connection-state';
 import { ScopeClosedError, SessionClosedError } from './errors';
 import { isConnectionError } from './is-connection-error';
-import { type DriverConnection, neverSent } from './never-sent';
 import { scopeStorage } from './scope-storage';
 
 /** How a session was asked for; it names the session in error messages. */
@@ -69,7 +69,7 @@ export class Session {
   #state: State = 'opening';
   #scopeEnded = false;
   #pending: Promise<void> | undefined;
-  readonly #settled: (session: Session, committed: boolean) => void;
+  readonly #settled: (session: Session) => void;
   readonly #knex: Knex;
   readonly #owner: object;
   #commitUndelivered = false;
@@ -80,7 +80,7 @@ export class Session {
     knex: Knex,
     config: Knex.TransactionConfig | undefined,
     owner: object,
-    settled: (session: Session, committed: boolean) => void,
+    settled: (session: Session) => void,
   ) {
     this.id = id;
     this.kind = kind;
@@ -166,9 +166,9 @@ export class Session {
           : Promise.reject(this.#closedError());
       }
       if (sql === 'COMMIT;') {
-        const gone = neverSent(connection, undefined, rollbackInFlight);
+        const closed = isClosed(connection, rollbackInFlight);
         return query.call(client, connection, sql).catch(async (error: unknown) => {
-          this.#commitUndelivered = gone || neverSent({}, error, undefined);
+          this.#commitUndelivered = closed || refusedBeforeSending(error);
           try {
             await direct.call(client, connection, 'ROLLBACK');
           } catch {
@@ -234,17 +234,14 @@ export class Session {
       try {
         // A COMMIT that never left the client cannot have been applied: the server rolls back
         // the transaction of a connection that closed.
-        if (tracker !== undefined && !this.#commitUndelivered) {
-          applied = await tracker.commitFailed(trx, error, this.#knex);
-        }
-      } catch (unknownOutcome) {
-        this.#finish('failed');
-        throw unknownOutcome;
+        applied =
+          tracker !== undefined &&
+          !this.#commitUndelivered &&
+          (await tracker.commitFailed(trx, error, this.#knex));
+      } finally {
+        if (!applied) this.#finish('failed');
       }
-      if (!applied) {
-        this.#finish('failed');
-        throw error;
-      }
+      if (!applied) throw error;
     }
     this.#finish('committed');
     tracker?.committed(trx);
@@ -252,7 +249,7 @@ export class Session {
 
   #finish(state: State): void {
     this.#state = state;
-    this.#settled(this, state === 'committed');
+    this.#settled(this);
   }
 
   #closedError(): Error {

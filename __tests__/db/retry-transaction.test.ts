@@ -332,6 +332,26 @@ describe('retryTransaction never duplicates committed work', () => {
     expect(await countRows(admin, table)).toBe(1);
   });
 
+  it('sees what a nested retryTransaction committed inside the attempt', async () => {
+    let calls = 0;
+    const insertOne = retryTransaction(async (scope: Scope) => {
+      await scope.getSession(async (trx) => trx(table).insert({ name: 'inner' }));
+    });
+    const outer = db.wrap(
+      retryTransaction(
+        async (scope: Scope) => {
+          calls++;
+          await insertOne(scope);
+          throw connectionLost();
+        },
+        { session: (scope) => scope, ...noWait },
+      ),
+    );
+    await expect(outer()).rejects.toMatchObject({ code: 'ERR_UNSAFE_RETRY' });
+    expect(calls).toBe(1);
+    expect(await countRows(admin, table)).toBe(1);
+  });
+
   it('allowReplay opts in: the committed work is done again', async () => {
     let calls = 0;
     const method = db.wrap(

@@ -18,27 +18,32 @@ interface SocketState {
  * write after the peer's FIN (EPIPE) or after destroy, mysql2's closed-state refusal, pg's
  * "not queryable". knex prefixes the statement, so they are searched, not anchored.
  */
-const refusedBeforeSending =
+const refusals =
   /This socket has been ended by the other party|Cannot call write after a stream was destroyed|write after end|Can't add new command when connection is in closed state|is not queryable/;
 
 /**
- * True when a statement that failed on `connection` with `error` can be known never to have
- * reached the server: the connection was already closed when it was due (`ignoredMark` is a
- * disposal mark that does not mean closed), or the driver refused it before writing. A COMMIT that
- * was never sent was never applied: the server rolls back a transaction whose connection closed.
+ * True when `connection` is known to be closed, so nothing more can reach the server on it:
+ * knex marked it disposed (with anything but `ignoredMark`), or its socket is gone.
  *
  * @example
- * const undelivered = neverSent(connection, error, undefined);
+ * const closed = isClosed(connection, rollbackInFlight); // read before sending COMMIT
  */
-export function neverSent(
-  connection: DriverConnection,
-  error: unknown,
-  ignoredMark: unknown,
-): boolean {
+export function isClosed(connection: DriverConnection, ignoredMark: unknown): boolean {
   const mark = connection.__knex__disposed;
   if (mark !== undefined && mark !== ignoredMark) return true;
   const socket = connection.stream ?? connection.connection?.stream;
-  if (socket?.destroyed === true || socket?.writableEnded === true) return true;
+  return socket?.destroyed === true || socket?.writableEnded === true;
+}
+
+/**
+ * True when `error` says the driver refused the statement before writing any of it. A COMMIT
+ * that was never sent was never applied: the server rolls back the transaction of a connection
+ * that closed.
+ *
+ * @example
+ * if (refusedBeforeSending(error)) // safe to run the transaction again
+ */
+export function refusedBeforeSending(error: unknown): boolean {
   const message = (error as { message?: unknown } | null)?.message;
-  return typeof message === 'string' && refusedBeforeSending.test(message);
+  return typeof message === 'string' && refusals.test(message);
 }
