@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express5 from 'express';
 import type { Knex } from 'knex';
 import request from 'supertest';
@@ -27,6 +26,7 @@ import {
   recordSql,
   testConfig,
 } from '../helpers/database';
+import { listen } from '../helpers/http';
 
 // express4 is express@4 installed under an alias, so both majors run the same tests.
 const express4 = require('express4') as typeof express5;
@@ -407,21 +407,4 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
     resolve = r;
   });
   return { promise, resolve };
-}
-
-async function listen(
-  handler: http.RequestListener,
-): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer(handler);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
 }

@@ -2,10 +2,9 @@
 // Their fault is the same (disable the proxy, optionally enable it again), but it strikes while a
 // transaction holds its connection: knex's pool drops idle connections that died, so a fault
 // between requests, as upstream stages it, costs nothing here.
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Knex } from 'knex';
+import request from 'supertest';
 import {
   type Db,
   isConnectionError,
@@ -174,8 +173,7 @@ describeServer('retryTransaction through the fault proxy', () => {
       await admin(table).insert({ name: 'record' });
       const calls = { n: 0 };
       app.get('/count', retryTransaction(countingHandler(calls), { session: target, ...noWait }));
-      const response = await get(app, '/count');
-      expect(response).toEqual({ status: 200, body: { n: 1 } });
+      await request(app).get('/count').expect(200, { n: 1 });
       expect(calls.n).toBe(2);
       expect(poolStats(service.knex).used).toBe(0);
     });
@@ -197,7 +195,7 @@ describeServer('retryTransaction through the fault proxy', () => {
         );
         res.json({ n: await inner() });
       });
-      expect(await get(app, '/count')).toEqual({ status: 200, body: { n: 1 } });
+      await request(app).get('/count').expect(200, { n: 1 });
       expect(calls).toBe(2);
     });
 
@@ -210,7 +208,7 @@ describeServer('retryTransaction through the fault proxy', () => {
         seen = error;
         res.status(500).json({ error: 'db' });
       });
-      expect((await get(app, '/count')).status).toBe(500);
+      await request(app).get('/count').expect(500);
       expect(isConnectionError(seen)).toBe(true);
     });
 
@@ -233,7 +231,7 @@ describeServer('retryTransaction through the fault proxy', () => {
           { session: target, ...noWait },
         ),
       );
-      expect((await get(app, '/items', 'POST')).status).toBe(201);
+      await request(app).post('/items').expect(201);
       expect(calls).toBe(2);
       expect(await countRows(admin, table)).toBe(2);
     });
@@ -262,7 +260,7 @@ describeServer('retryTransaction through the fault proxy', () => {
       ),
     );
     try {
-      expect((await get(app, '/items', 'POST')).status).toBe(201);
+      await request(app).post('/items').expect(201);
       expect(calls).toBe(2);
       expect(await countRows(admin, table)).toBe(2);
       expect(poolStats(service.knex).used).toBe(0);
@@ -271,20 +269,3 @@ describeServer('retryTransaction through the fault proxy', () => {
     }
   });
 });
-
-async function get(app: express.Express, path: string, method = 'GET') {
-  const http = createServer(app);
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  try {
-    const { port } = http.address() as AddressInfo;
-    const response = await fetch(`http://127.0.0.1:${port}${path}`, { method });
-    const text = await response.text();
-    return {
-      status: response.status,
-      body: text === '' ? undefined : (JSON.parse(text) as unknown),
-    };
-  } finally {
-    http.closeAllConnections();
-    await new Promise((resolve) => http.close(resolve));
-  }
-}

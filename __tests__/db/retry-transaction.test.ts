@@ -1,5 +1,5 @@
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { request } from 'node:http';
+import type { Socket } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
 import supertest from 'supertest';
@@ -27,6 +27,7 @@ import {
   testConfig,
   testUrl,
 } from '../helpers/database';
+import { listen } from '../helpers/http';
 
 const server = dialect !== 'sqlite';
 const onServer = server ? it : it.skip;
@@ -209,8 +210,7 @@ describe('retryTransaction with server-side kills (pg_terminate_backend / KILL)'
       ),
     );
     await admin(table).insert({ name: 'tea' });
-    const { status, body } = await httpGet(app, '/count');
-    expect({ status, body }).toEqual({ status: 200, body: { n: 1, attempts: 2 } });
+    await supertest(app).get('/count').expect(200, { n: 1, attempts: 2 });
     expect(backends[1]).not.toBe(backends[0]);
     expect(poolStats(legacy.knex).used).toBe(0);
     await legacy.destroy();
@@ -275,12 +275,7 @@ describe('retryTransaction in a Koa app', () => {
         { session: (ctx) => ctx.db, ...noWait },
       ),
     );
-    const server = createServer(app.callback());
-    try {
-      await supertest(server).post('/').expect(201);
-    } finally {
-      server.close();
-    }
+    await supertest(app.callback()).post('/').expect(201);
     expect(backends).toHaveLength(2);
     expect(await countRows(admin, table)).toBe(1);
     expect(poolStats(db.knex).used).toBe(0);
@@ -583,27 +578,3 @@ describe('retryTransaction stops when the request is gone', () => {
     }
   });
 });
-
-async function listen(app: express.Express): Promise<{ url: string; close(): Promise<void> }> {
-  const http: Server = createServer(app);
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
-  const { port } = http.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        http.closeAllConnections();
-        http.close(() => resolve());
-      }),
-  };
-}
-
-async function httpGet(app: express.Express, path: string) {
-  const listening = await listen(app);
-  try {
-    const response = await fetch(`${listening.url}${path}`);
-    return { status: response.status, body: (await response.json()) as unknown };
-  } finally {
-    await listening.close();
-  }
-}
