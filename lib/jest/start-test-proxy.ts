@@ -1,5 +1,6 @@
+import { normalizeApiUrl, withProxyAddress } from '../testing/toxiproxy-urls';
 import { startToxiproxyServer } from '../toxiproxy';
-import { normalizeApiUrl, toxiproxyRequest } from './toxiproxy-request';
+import { toxiproxyRequest } from './toxiproxy-request';
 
 /** A Toxiproxy proxy in front of the test database server. */
 export interface TestProxy {
@@ -51,7 +52,7 @@ export async function startTestProxy(
     let closing: Promise<void> | undefined;
     return {
       apiUrl: api,
-      dbUrl: withListenAddress(serverUrl, listen),
+      dbUrl: withProxyAddress(serverUrl, listen),
       proxyName,
       close() {
         closing ??= (async () => {
@@ -79,14 +80,4 @@ export async function findProxyName(apiUrl: string, dbUrl: string): Promise<stri
   const proxies = await toxiproxyRequest<Record<string, ProxyJson>>(apiUrl, 'GET', '/proxies');
   const port = new URL(dbUrl).port;
   return Object.values(proxies ?? {}).find((proxy) => proxy.listen.endsWith(`:${port}`))?.name;
-}
-
-function withListenAddress(url: string, listen: string): string {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon);
-  const parsed = new URL(url);
-  parsed.hostname =
-    host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host;
-  parsed.port = listen.slice(colon + 1);
-  return parsed.toString();
 }

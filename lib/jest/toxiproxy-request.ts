@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { normalizeApiUrl } from '../testing/toxiproxy-urls';
 
 /**
  * One call to a Toxiproxy HTTP API, on a connection of its own that is closed afterwards (nothing
@@ -51,15 +52,4 @@ export function toxiproxyRequest<T = unknown>(
     req.on('error', reject);
     req.end(payload);
   });
-}
-
-/**
- * A Toxiproxy API URL with `http://` added to nameko's bare `host:port` form and no trailing
- * slash.
- *
- * @example
- * normalizeApiUrl('127.0.0.1:8474'); // 'http://127.0.0.1:8474'
- */
-export function normalizeApiUrl(apiUrl: string): string {
-  return (/^[a-z][a-z\d+.-]*:\/\//i.test(apiUrl) ? apiUrl : `http://${apiUrl}`).replace(/\/+$/, '');
 }

@@ -6,6 +6,7 @@ import {
   Toxiproxy,
 } from 'toxiproxy-node-client';
 import { connectableHost, splitHostPort } from '../toxiproxy/host-port';
+import { normalizeApiUrl, withProxyAddress } from './toxiproxy-urls';
 
 /** Options of `createToxiproxyController`. */
 export interface ToxiproxyControllerOptions {
@@ -118,9 +119,7 @@ function isNotFound(error: unknown): boolean {
 export function createToxiproxyController(
   options: ToxiproxyControllerOptions,
 ): ToxiproxyController {
-  const apiUrl = (
-    /^[a-z][a-z\d+.-]*:\/\//i.test(options.apiUrl) ? options.apiUrl : `http://${options.apiUrl}`
-  ).replace(/\/+$/, '');
+  const apiUrl = normalizeApiUrl(options.apiUrl);
   const { proxyName } = options;
   const client = new Toxiproxy(apiUrl);
   const api = client.getApi();
@@ -169,11 +168,7 @@ export function createToxiproxyController(
     },
     address,
     async proxyUrl(url) {
-      const { host, port } = await address();
-      const parsed = new URL(url);
-      parsed.hostname = host.includes(':') ? `[${host}]` : host;
-      parsed.port = String(port);
-      return parsed.toString();
+      return withProxyAddress(url, (await fetchProxy()).listen);
     },
     disable,
     enable,
