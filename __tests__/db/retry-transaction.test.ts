@@ -311,7 +311,7 @@ describe('retryTransaction never duplicates committed work', () => {
     expect(poolStats(db.knex).used).toBe(0);
   });
 
-  it('sees commits of the scope made before the failure, even without a session option', async () => {
+  it('sees a commit made inside the attempt, even without a session option', async () => {
     const method = db.wrap(
       retryTransaction(
         async (scope: Scope) => {
