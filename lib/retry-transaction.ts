@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import { AttemptTracker } from './attempt-tracker';
 import { backoffDelay } from './backoff-delay';
 import { commitTracking } from './commit-tracking';
@@ -174,10 +173,8 @@ function resolveTarget(
 }
 
 function scopeOf(target: RetrySessionTarget | undefined): Scope | undefined {
-  if (target instanceof Scope) return target;
-  if (target === undefined) return undefined;
-  const owner = sessionOwner(target);
-  return owner instanceof Scope ? owner : undefined;
+  if (target === undefined || target instanceof Scope) return target;
+  return sessionOwner(target);
 }
 
 /** Aborted with the caller's signal, or when the request of the scope the attempt ran in ends. */
@@ -185,7 +182,9 @@ function abortSignal(
   signal: AbortSignal | undefined,
   ...scopes: (Scope | undefined)[]
 ): AbortSignal | undefined {
-  const signals = scopes.flatMap((scope) => (scope === undefined ? [] : [scope.signal]));
+  const signals = Array.from(new Set(scopes), (scope) => scope?.signal).filter(
+    (scopeSignal) => scopeSignal !== undefined,
+  );
   if (signal !== undefined) signals.push(signal);
   return signals.length <= 1 ? signals[0] : AbortSignal.any(signals);
 }
@@ -208,8 +207,7 @@ async function rollBack(
     await Promise.resolve(target.rollback()).catch(noop);
   }
   const owner = scopeOf(target);
-  const reopen =
-    owner === undefined ? undefined : scopeControl.reopen(owner, target as Knex.Transaction);
+  const reopen = owner === undefined ? undefined : scopeControl.reopen(owner, target);
   reopen?.catch(noop);
   return { reopen };
 }

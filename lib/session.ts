@@ -3,6 +3,7 @@ import { commitTracking } from './commit-tracking';
 import { type DriverConnection, isClosed, refusedBeforeSending } from './connection-state';
 import { ScopeClosedError, SessionClosedError } from './errors';
 import { isConnectionError } from './is-connection-error';
+import type { Scope } from './scope';
 import { scopeStorage } from './scope-storage';
 
 /** How a session was asked for; it names the session in error messages. */
@@ -36,7 +37,7 @@ const rollbackInFlight = 'knex-scope: ROLLBACK did not complete on this connecti
 
 const noop = () => {};
 
-const owners = new WeakMap<Knex.Transaction, object>();
+const owners = new WeakMap<Knex.Transaction, Scope>();
 
 /**
  * The scope that handed out `trx`, or undefined for a transaction knex-scope did not open.
@@ -45,7 +46,7 @@ const owners = new WeakMap<Knex.Transaction, object>();
  * @example
  * const scope = sessionOwner(req.dbSession);
  */
-export function sessionOwner(trx: Knex.Transaction): object | undefined {
+export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
   return owners.get(trx);
 }
 
@@ -71,7 +72,7 @@ export class Session {
   #pending: Promise<void> | undefined;
   readonly #settled: (session: Session) => void;
   readonly #knex: Knex;
-  readonly #owner: object;
+  readonly #owner: Scope;
   #commitUndelivered = false;
 
   constructor(
@@ -79,7 +80,7 @@ export class Session {
     kind: SessionKind,
     knex: Knex,
     config: Knex.TransactionConfig | undefined,
-    owner: object,
+    owner: Scope,
     settled: (session: Session) => void,
   ) {
     this.id = id;
