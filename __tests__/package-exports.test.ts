@@ -91,7 +91,7 @@ describe('the packed package', () => {
       import { withDb } from 'knex-scope';
       const { currentDb } = createRequire(import.meta.url)('knex-scope');
       const { currentDb: fromExpress } = await import('knex-scope/express');
-      const db = withDb('sqlite::memory:');
+      const db = withDb('sqlite::memory:', { currentDb: true });
       const same = await db.wrap(async (scope) => currentDb() === scope && fromExpress() === scope)();
       await db.destroy();
       console.log(JSON.stringify({ same }));`;

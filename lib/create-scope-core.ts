@@ -29,7 +29,7 @@ export function createScopeCore(
   try {
     const transaction = transactionFor(knex, normalized.transaction);
     return {
-      core: { knex, transaction, owner: undefined },
+      core: { knex, transaction, context: normalized.currentDb, owner: undefined },
       property: normalized.property,
       destroy,
     };

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Attach } from './express-middleware';
-import { type ScopeCore, scopeControl } from './scope';
+import { type Scope, type ScopeCore, scopeControl } from './scope';
 import { scopeStorage } from './scope-storage';
 
 /** The part of a Koa context knex-scope uses. */
@@ -16,24 +16,38 @@ export type KoaHandler = (ctx: KoaContextLike, next: () => Promise<unknown>) => 
  * Koa writes the response, or at once when the client disconnects first.
  *
  * @example
- * app.use(koaMiddleware(core, (ctx, scope) => { ctx.db = scope; return undefined; }));
+ * const put = requestSlot('db');
+ * app.use(koaMiddleware(core, (ctx, scope) => { put(ctx, undefined, scope); return undefined; }));
  */
 export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
+  const { context } = core;
   return async function knexScope(ctx, next) {
-    const scope = scopeControl.open(core, scopeStorage.getStore());
-    const res = ctx.res;
-    const onClose = () => {
-      scopeControl.close(scope, !res.writableEnded);
-    };
-    res.once('close', onClose);
+    const outer = context ? scopeStorage.getStore() : undefined;
+    const scope = scopeControl.open(core, outer, watchClose, ctx.res);
     try {
-      const ready = attach(ctx as unknown as Record<string, unknown>, scope);
+      const ready = attach(ctx, scope, undefined);
       if (ready !== undefined) await ready;
-      await scopeStorage.run(scope, next);
+      await (context ? scopeStorage.run(scope, next) : next());
     } finally {
-      res.off('close', onClose);
       const closing = scopeControl.close(scope, false);
       if (closing !== undefined) await closing;
     }
   };
+}
+
+/**
+ * Ends the scope when the client disconnects before the response is complete (Koa's middleware
+ * ends it after `next()` otherwise).
+ *
+ * @example
+ * scopeControl.open(core, undefined, watchClose, ctx.res);
+ */
+export function watchClose(scope: Scope, res: ServerResponse): void {
+  if (res.destroyed) {
+    scopeControl.close(scope, !res.writableEnded);
+    return;
+  }
+  res.once('close', () => {
+    scopeControl.close(scope, !res.writableEnded);
+  });
 }

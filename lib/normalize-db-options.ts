@@ -16,12 +16,20 @@ export interface DbOptions {
    * @default 'db'
    */
   readonly property?: string;
+  /**
+   * Runs every scope in an AsyncLocalStorage, so that `currentDb()` finds it anywhere in the
+   * handler's async call tree. Off by default: on Node 20 an active AsyncLocalStorage taxes every
+   * promise the process creates (BENCHMARKS.md), which apps that pass `req.db` along never need.
+   * @default false
+   */
+  readonly currentDb?: boolean;
 }
 
 /** DbOptions after validation and defaults. */
 export interface NormalizedDbOptions {
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
   readonly property: string;
+  readonly currentDb: boolean;
 }
 
 const isolationLevels: readonly string[] = [
@@ -41,16 +49,26 @@ const isolationLevels: readonly string[] = [
  * // { transaction: { isolationLevel: 'serializable' }, property: 'db' }
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
-  if (options === undefined) return { transaction: undefined, property: defaultProperty };
+  if (options === undefined) {
+    return { transaction: undefined, property: defaultProperty, currentDb: false };
+  }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidConfigError('The options must be an object.');
   }
-  const { transaction, property = defaultProperty, ...rest } = options as DbOptions;
+  const {
+    transaction,
+    property = defaultProperty,
+    currentDb = false,
+    ...rest
+  } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction" and "property".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property" and "currentDb".`,
     );
+  }
+  if (typeof currentDb !== 'boolean') {
+    throw new InvalidConfigError('"currentDb" must be a boolean.');
   }
   if (typeof property !== 'string' || property === '') {
     throw new InvalidConfigError('"property" must be a non-empty string.');
@@ -60,7 +78,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       '"property" must not be "session": express-session and koa-session own req.session / ctx.session.',
     );
   }
-  return { transaction: normalizeTransaction(transaction), property };
+  return { transaction: normalizeTransaction(transaction), property, currentDb };
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {

@@ -27,6 +27,8 @@ export type RetryDecorator = <This, A extends unknown[], R>(
 
 const noop = () => {};
 
+let attemptsInFlight = 0;
+
 /**
  * Re-runs `fn` with the same arguments and `this` when it fails with a connection error
  * (nameko-sqlalchemy's `transaction_retry`), rolling back `options.session` first so the retry
@@ -96,12 +98,13 @@ async function run(
   args: unknown[],
   options: NormalizedRetryOptions,
 ): Promise<unknown> {
-  const ambient = scopeStorage.getStore();
+  const ambient = scopeStorage.getStore(); // undefined unless the scope's db has currentDb: true
   const { onRetry } = options;
   let reopen: Promise<void> | undefined;
   for (let attempt = 1; ; attempt++) {
     const tracker = new AttemptTracker(commitTracking.getStore());
     let error: unknown;
+    attemptsInFlight++;
     try {
       return await commitTracking.run(tracker, async () => {
         if (reopen !== undefined) await reopen;
@@ -109,6 +112,10 @@ async function run(
       });
     } catch (caught) {
       error = caught;
+    } finally {
+      // On Node 20 an enabled AsyncLocalStorage keeps promise hooks on for the whole process;
+      // switching it off between attempts lets the rest of the app run without them.
+      if (--attemptsInFlight === 0) commitTracking.disable();
     }
     reopen = undefined;
     const report = (decision: RetryDecision, delay = 0) =>

@@ -9,3 +9,12 @@ import type { Scope } from './scope';
  * scopeStorage.run(scope, next);
  */
 export const scopeStorage = new AsyncLocalStorage<Scope>();
+
+/**
+ * The `withDb` / `withLegacySession` results created without the `currentDb` option: their scopes
+ * are not in `scopeStorage`, and `currentDb(db)` says so. Internal to knex-scope.
+ *
+ * @example
+ * if (!core.context) contextFree.add(db);
+ */
+export const contextFree = new WeakSet<object>();

@@ -6,13 +6,23 @@ import { Session, type SessionKind } from './session';
 export interface ScopeCore {
   readonly knex: Knex;
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
+  /** Run every scope in `scopeStorage`, so that `currentDb()` finds it (the `currentDb` option). */
+  readonly context: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
   owner: object | undefined;
 }
 
+/**
+ * How an adapter learns when a scope must end because of its host (an HTTP response): called once,
+ * when the scope is first asked for a session or about its end (`signal`, `ended`, `aborted`),
+ * never for a scope that is not. It ends the scope at once if the host already ended, or arranges
+ * for `scopeControl.close` to be called when it does.
+ */
+export type Watch<Host> = (scope: Scope, host: Host) => void;
+
 /** How a scope's life is controlled by the adapters. Internal to knex-scope. */
 export interface ScopeControl {
-  open(core: ScopeCore, outer: Scope | undefined): Scope;
+  open<Host>(core: ScopeCore, outer: Scope | undefined, watch?: Watch<Host>, host?: Host): Scope;
   /** Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it held none. */
   close(scope: Scope, aborted: boolean): Promise<void> | undefined;
   outer(scope: Scope): Scope | undefined;
@@ -51,16 +61,26 @@ export class Scope {
   #closing: Promise<void> | undefined;
   #abort: AbortController | undefined;
   #reopen: ((stale: Knex.Transaction) => Promise<void>) | undefined;
+  #watch: Watch<unknown> | undefined;
+  #host: unknown;
 
-  private constructor(core: ScopeCore, outer: Scope | undefined) {
+  private constructor(
+    core: ScopeCore,
+    outer: Scope | undefined,
+    watch: Watch<unknown> | undefined,
+    host: unknown,
+  ) {
     this.knex = core.knex;
     this.#core = core;
     this.#outer = outer;
+    this.#watch = watch;
+    this.#host = host;
   }
 
   static {
     scopeControl = {
-      open: (core, outer) => new Scope(core, outer),
+      open: (core, outer, watch, host) =>
+        new Scope(core, outer, watch as Watch<unknown> | undefined, host),
       close: (scope, aborted) => scope.#close(aborted),
       outer: (scope) => scope.#outer,
       owner: (scope) => scope.#core.owner,
@@ -144,6 +164,7 @@ export class Scope {
    * await fetch(url, { signal: req.db.signal });
    */
   get signal(): AbortSignal {
+    this.#observe();
     if (this.#abort === undefined) {
       this.#abort = new AbortController();
       if (this.#ended) this.#abort.abort(this.#endedError());
@@ -153,15 +174,29 @@ export class Scope {
 
   /** True once the scope has ended; every later use throws ScopeClosedError. */
   get ended(): boolean {
+    this.#observe();
     return this.#ended;
   }
 
   /** True if the scope ended because the client disconnected before the response was complete. */
   get aborted(): boolean {
+    this.#observe();
     return this.#aborted;
   }
 
+  // A route that never touches the database pays for no response hooks: the host is watched only
+  // from the first question whose answer depends on it.
+  #observe(): void {
+    const watch = this.#watch;
+    if (watch === undefined) return;
+    this.#watch = undefined;
+    const host = this.#host;
+    this.#host = undefined;
+    watch(this, host);
+  }
+
   #start(kind: SessionKind): Session {
+    this.#observe();
     if (this.#ended) throw this.#endedError();
     this.#open ??= new Set();
     const open = this.#open;
@@ -174,25 +209,16 @@ export class Scope {
           'Commit or roll back a session first, or raise pool.max.',
       );
     }
-    const session = new Session(
-      ++this.#count,
-      kind,
-      this.knex,
-      this.#core.transaction,
-      this,
-      this.#settled,
-    );
+    const session = new Session(++this.#count, kind, this.knex, this.#core.transaction, this, open);
     open.add(session);
     return session;
   }
 
-  readonly #settled = (session: Session): void => {
-    this.#open?.delete(session);
-  };
-
   #close(aborted: boolean): Promise<void> | undefined {
     if (this.#ended) return this.#closing;
     this.#ended = true;
+    this.#watch = undefined;
+    this.#host = undefined;
     this.#aborted = aborted;
     this.#abort?.abort(this.#endedError());
     const open = this.#open;

@@ -37,7 +37,13 @@ const rollbackInFlight = 'knex-scope: ROLLBACK did not complete on this connecti
 
 const noop = () => {};
 
-const owners = new WeakMap<Knex.Transaction, Scope>();
+// The owner rides on the session's own `commit` wrapper. Not a WeakMap: an entry per transaction
+// made every garbage collection walk thousands of ephemerons. Not a property of the transaction:
+// knex's transaction object is a dictionary-mode function with ~200 properties, and one more made
+// V8 grow and copy its dictionary, 12 KB of garbage per transaction (BENCHMARKS.md).
+const ownerKey = Symbol('knex-scope.owner');
+
+type OwnedCommit = Knex.Transaction['commit'] & { [ownerKey]?: Scope };
 
 /**
  * The scope that handed out `trx`, or undefined for a transaction knex-scope did not open.
@@ -47,7 +53,7 @@ const owners = new WeakMap<Knex.Transaction, Scope>();
  * const scope = sessionOwner(req.dbSession);
  */
 export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
-  return owners.get(trx);
+  return (trx.commit as OwnedCommit)[ownerKey];
 }
 
 /**
@@ -59,7 +65,7 @@ export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
  * Internal to knex-scope.
  *
  * @example
- * const session = new Session(1, 'explicit', knex, undefined, scope, (s) => open.delete(s));
+ * const session = new Session(1, 'explicit', knex, undefined, scope, open); // leaves `open` when done
  * const trx = await session.ready;
  */
 export class Session {
@@ -70,7 +76,7 @@ export class Session {
   #state: State = 'opening';
   #scopeEnded = false;
   #pending: Promise<void> | undefined;
-  readonly #settled: (session: Session) => void;
+  readonly #open: Set<Session>;
   readonly #knex: Knex;
   readonly #owner: Scope;
   #commitUndelivered = false;
@@ -81,13 +87,13 @@ export class Session {
     knex: Knex,
     config: Knex.TransactionConfig | undefined,
     owner: Scope,
-    settled: (session: Session) => void,
+    open: Set<Session>,
   ) {
     this.id = id;
     this.kind = kind;
     this.#knex = knex;
     this.#owner = owner;
-    this.#settled = settled;
+    this.#open = open;
     // Outside the scope's async context, so that the pool's promises and timers, which outlive
     // the request, do not keep the scope reachable.
     this.ready = scopeStorage
@@ -190,11 +196,13 @@ export class Session {
       return query.call(client, connection, sql);
     };
 
-    trx.commit = ((value?: unknown) => {
+    const ownCommit = ((value?: unknown) => {
       const pending = this.#commit(trx, commit, value);
       this.#pending = pending.catch(noop);
       return pending;
-    }) as unknown as Knex.Transaction['commit'];
+    }) as unknown as OwnedCommit;
+    ownCommit[ownerKey] = this.#owner;
+    trx.commit = ownCommit;
 
     trx.rollback = ((error?: unknown) => {
       if (this.#state !== 'open') return this.#pending ?? Promise.resolve();
@@ -208,7 +216,6 @@ export class Session {
     }) as unknown as Knex.Transaction['rollback'];
 
     this.#state = 'open';
-    owners.set(trx, this.#owner);
     if (this.#scopeEnded) {
       this.#pending = Promise.resolve(trx.rollback()).then(noop);
       throw this.#closedError();
@@ -250,7 +257,7 @@ export class Session {
 
   #finish(state: State): void {
     this.#state = state;
-    this.#settled(this);
+    this.#open.delete(this);
   }
 
   #closedError(): Error {

@@ -2,8 +2,10 @@ import type { Knex } from 'knex';
 import type { DbConfig } from './create-knex';
 import { createScopeCore } from './create-scope-core';
 import type { DbOptions } from './normalize-db-options';
+import { requestSlot } from './request-slot';
 import type { Scope } from './scope';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
+import { contextFree } from './scope-storage';
 import { type Wrap, wrapHandler } from './wrap-handler';
 
 /**
@@ -48,8 +50,9 @@ export interface Db extends ScopeMiddleware {
  */
 export function withDb(config: DbConfig, options?: DbOptions): Db {
   const { core, property, destroy } = createScopeCore(config, options, 'db');
-  const middleware = scopeMiddleware(core, (target, scope) => {
-    target[property] = scope;
+  const put = requestSlot(property);
+  const middleware = scopeMiddleware(core, (target, scope, res) => {
+    put(target, res, scope);
     return undefined;
   });
   const db: Db = Object.assign(middleware, {
@@ -58,5 +61,6 @@ export function withDb(config: DbConfig, options?: DbOptions): Db {
     destroy,
   });
   core.owner = db;
+  if (!core.context) contextFree.add(db);
   return db;
 }

@@ -2,8 +2,10 @@ import type { Knex } from 'knex';
 import type { DbConfig } from './create-knex';
 import { createScopeCore } from './create-scope-core';
 import type { DbOptions } from './normalize-db-options';
+import { requestSlot } from './request-slot';
 import { scopeControl } from './scope';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
+import { contextFree } from './scope-storage';
 import { type Wrap, wrapHandler } from './wrap-handler';
 
 /** Options of `withLegacySession`: as `withDb`'s, with `property` defaulting to `dbSession`. */
@@ -34,13 +36,14 @@ export interface LegacySession extends ScopeMiddleware {
  */
 export function withLegacySession(config: DbConfig, options?: LegacySessionOptions): LegacySession {
   const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
-  const middleware = scopeMiddleware(core, (target, scope) => {
+  const put = requestSlot(property);
+  const middleware = scopeMiddleware(core, (target, scope, res) => {
     const open = () =>
       scope.session.then((trx) => {
-        target[property] = trx;
+        put(target, res, trx);
       });
     scopeControl.setReopen(scope, (stale) =>
-      target[property] === stale ? open() : Promise.resolve(),
+      (target as Record<string, unknown>)[property] === stale ? open() : Promise.resolve(),
     );
     return open();
   });
@@ -50,5 +53,6 @@ export function withLegacySession(config: DbConfig, options?: LegacySessionOptio
     destroy,
   });
   core.owner = legacy;
+  if (!core.context) contextFree.add(legacy);
   return legacy;
 }

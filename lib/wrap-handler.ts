@@ -21,14 +21,15 @@ export function wrapHandler<Value>(
 ): Wrap<Value> {
   return <This, A extends unknown[], R>(handler: (this: This, value: Value, ...args: A) => R) =>
     function wrapped(this: This, ...args: A): Promise<Awaited<R>> {
-      const scope = scopeControl.open(core, scopeStorage.getStore());
-      return scopeStorage.run(scope, async (): Promise<Awaited<R>> => {
+      const scope = scopeControl.open(core, core.context ? scopeStorage.getStore() : undefined);
+      const run = async (): Promise<Awaited<R>> => {
         try {
           return await handler.call(this, await prepare(scope), ...args);
         } finally {
           const closing = scopeControl.close(scope, false);
           if (closing !== undefined) await closing;
         }
-      });
+      };
+      return core.context ? scopeStorage.run(scope, run) : run();
     };
 }

@@ -8,7 +8,6 @@
 //   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, poolUsed, poolPending }
 //   { type: 'stop' }   → closes the server and the pool, then exits
 // The side is given as JSON in argv[2]: { framework, variant, connection? } (see BenchSide).
-const { AsyncLocalStorage } = require('node:async_hooks');
 const http = require('node:http');
 const { knex: createKnex } = require('knex');
 const { withDb } = require('knex-scope');
@@ -17,7 +16,8 @@ const { withDb } = require('knex-scope');
  * @typedef {{
  *   framework: 'express' | 'koa';
  *   variant: 'plain' | 'withDb' | 'scope' | 'knex';
- *   als?: boolean;
+ *   noop?: boolean;
+ *   currentDb?: boolean;
  *   connection?: import('knex').Knex.Config | undefined;
  * }} BenchSide
  *
@@ -25,9 +25,9 @@ const { withDb } = require('knex-scope');
  * withDb: app.use(withDb(config)), the same GET /plain
  * scope:  app.use(withDb(config)), GET /select: `const s = await req.db.session`, SELECT 1, commit
  * knex:   no knex-scope, GET /select: SELECT 1 in `knex.transaction(async (trx) => …)`
- * als:    (plain and knex only) every request runs in an AsyncLocalStorage of its own, as it does
- *         under knex-scope: this isolates what Node's AsyncLocalStorage costs from what
- *         knex-scope's own code costs
+ * noop:      a middleware that only calls next(): what any middleware costs the framework
+ * currentDb: (withDb and scope) withDb(config, { currentDb: true }): every request in an
+ *            AsyncLocalStorage, which Node 20 makes every promise of the process pay for
  */
 
 /** @type {BenchSide} */
@@ -41,7 +41,7 @@ if (side.variant !== 'plain') {
   if (side.connection === undefined) throw new Error(`${side.variant} needs a connection`);
   if (side.variant === 'knex') knex = createKnex(side.connection);
   else {
-    db = withDb(side.connection);
+    db = withDb(side.connection, { currentDb: side.currentDb === true });
     knex = db.knex;
   }
 }
@@ -66,11 +66,8 @@ function expressApp() {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
+  if (side.noop === true) app.use((_req, _res, next) => next());
   if (db !== undefined) app.use(db);
-  if (side.als === true) {
-    const storage = new AsyncLocalStorage();
-    app.use((_req, _res, next) => storage.run({}, next));
-  }
   app.get('/plain', (_req, res) => {
     res.json({ ok: true });
   });
@@ -110,11 +107,8 @@ function expressApp() {
 function koaApp() {
   const Koa = require('koa');
   const app = new Koa();
+  if (side.noop === true) app.use((_ctx, next) => next());
   if (db !== undefined) app.use(db);
-  if (side.als === true) {
-    const storage = new AsyncLocalStorage();
-    app.use((_ctx, next) => storage.run({}, next));
-  }
   app.silent = true;
   app.use((ctx) => {
     if (ctx.path === '/plain') ctx.body = { ok: true };

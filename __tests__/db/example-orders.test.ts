@@ -19,7 +19,7 @@ let app: Parameters<typeof request>[0];
 let sql: string[];
 
 beforeAll(async () => {
-  db = withDb(testConfig());
+  db = withDb(testConfig(), { currentDb: true });
   legacy = withLegacySession(db.knex);
   await db.knex.schema.dropTableIfExists('orders');
   await db.knex.schema.dropTableIfExists('audit_log');

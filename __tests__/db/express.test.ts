@@ -69,10 +69,10 @@ describe.each([
     await db.destroy();
   });
 
-  function app(setup: (app: express5.Express) => void): express5.Express {
+  function app(setup: (app: express5.Express) => void, middleware: Db = db): express5.Express {
     const application = express();
     application.use(express.json());
-    application.use(db);
+    application.use(middleware);
     setup(application);
     application.use(
       (
@@ -218,6 +218,7 @@ describe.each([
   });
 
   it('keeps 25 overlapping requests in their own scopes across awaits', async () => {
+    const contextDb = withDb(testConfig(), { currentDb: true });
     const scopes: Scope[] = [];
     const server = app((a) => {
       a.get(
@@ -234,17 +235,110 @@ describe.each([
           res.json({ n: req.params.n, seen, ok: value !== undefined });
         }),
       );
-    });
+    }, contextDb);
     const { url, close } = await listen(server);
-    const responses = await Promise.all(
-      Array.from({ length: 25 }, (_, n) => request(url).get(`/overlap/${n}`).expect(200)),
-    ).finally(close);
-    for (const [n, response] of responses.entries()) {
-      expect(response.body.n).toBe(String(n));
-      expect(response.body.seen).toEqual([true, true, true, true]);
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 25 }, (_, n) => request(url).get(`/overlap/${n}`).expect(200)),
+      );
+      for (const [n, response] of responses.entries()) {
+        expect(response.body.n).toBe(String(n));
+        expect(response.body.seen).toEqual([true, true, true, true]);
+      }
+      expect(new Set(scopes).size).toBe(25);
+      expect(poolStats(contextDb.knex).used).toBe(0);
+    } finally {
+      await close();
+      await contextDb.destroy();
     }
-    expect(new Set(scopes).size).toBe(25);
+  });
+
+  it('makes currentDb() name the currentDb option when the db was created without it', async () => {
+    const server = app((a) => {
+      a.get('/no-context', (req, res) => {
+        const errors = [() => currentDb(), () => currentDb(db)].map((call) => {
+          try {
+            call();
+            return null;
+          } catch (error) {
+            return { name: (error as Error).name, message: (error as Error).message };
+          }
+        });
+        res.json({ errors, scope: req.db !== undefined });
+      });
+    });
+    const response = await request(server).get('/no-context').expect(200);
+    expect(response.body.scope).toBe(true);
+    for (const error of response.body.errors) {
+      expect(error.name).toBe('NoScopeError');
+      expect(error.message).toContain('currentDb: true');
+    }
+  });
+
+  it('leaves the response unhooked on a route that never asks for a session', async () => {
+    const server = express();
+    server.use((req, res, next) => {
+      (req as unknown as { before: unknown }).before = {
+        ownEnd: Object.hasOwn(res, 'end'),
+        close: res.listenerCount('close'),
+      };
+      next();
+    });
+    server.use(db);
+    server.get('/plain', (req, res) => {
+      res.json({
+        before: (req as unknown as { before: unknown }).before,
+        after: { ownEnd: Object.hasOwn(res, 'end'), close: res.listenerCount('close') },
+      });
+    });
+    const response = await request(server).get('/plain').expect(200);
+    expect(response.body.after).toEqual(response.body.before);
+    expect(sql).toEqual([]);
+  });
+
+  it('hooks the response at the first session and takes the hook off res.end when it runs', async () => {
+    const seen: Record<string, unknown> = {};
+    const server = app((a) => {
+      a.get(
+        '/hooked',
+        route(async (req, res) => {
+          seen.before = Object.hasOwn(res, 'end');
+          const trx = await req.db.session;
+          seen.during = Object.hasOwn(res, 'end');
+          await trx.select(trx.raw('1 as one'));
+          res.on('finish', () => {
+            seen.after = Object.hasOwn(res, 'end');
+          });
+          res.json({ ok: true }); // the open session is rolled back inside res.end
+        }),
+      );
+    });
+    await request(server).get('/hooked').expect(200);
+    expect(seen).toEqual({ before: false, during: true, after: false });
+    expect(sql.at(-1)).toMatch(/^rollback/i);
     expect(poolStats(db.knex).used).toBe(0);
+  });
+
+  it('ends a scope that never had a session when the response ends', async () => {
+    let result: { ended?: boolean; error?: string } = {};
+    const server = app((a) => {
+      a.get(
+        '/late',
+        route(async (req, res) => {
+          res.json({ ok: true });
+          const ended = req.db.ended;
+          const error = await req.db.session.then(
+            () => 'opened',
+            (caught: Error) => caught.name,
+          );
+          result = { ended, error };
+        }),
+      );
+    });
+    await request(server).get('/late').expect(200);
+    expect(await eventually(() => result.error !== undefined)).toBe(true);
+    expect(result).toEqual({ ended: true, error: 'ScopeClosedError' });
+    expect(sql).toEqual([]);
   });
 
   (dialect === 'sqlite' ? it.skip : it)(
@@ -269,23 +363,25 @@ describe.each([
   );
 
   it('puts the scope on another property with the property option', async () => {
-    const analytics = withDb(testConfig(), { property: 'analytics' });
+    const contextDb = withDb(testConfig(), { currentDb: true });
+    const analytics = withDb(testConfig(), { property: 'analytics', currentDb: true });
     try {
       const server = express();
-      server.use(db);
+      server.use(contextDb);
       server.use(analytics);
       server.get('/two', (req, res) => {
         const other = (req as unknown as { analytics: Scope }).analytics;
         res.json({
           distinct: other !== req.db,
           inner: currentDb() === other,
-          outer: currentDb(db) === req.db,
+          outer: currentDb(contextDb) === req.db,
         });
       });
       const response = await request(server).get('/two').expect(200);
       expect(response.body).toEqual({ distinct: true, inner: true, outer: true });
     } finally {
       await analytics.destroy();
+      await contextDb.destroy();
     }
   });
 

@@ -194,31 +194,74 @@ describe.each([
   });
 
   it('keeps 25 overlapping requests in their own scopes across awaits', async () => {
+    const contextDb = withDb(testConfig(), { currentDb: true });
     const scopes: Scope[] = [];
-    const server = app({
-      'GET /overlap': async (ctx) => {
-        const mine = ctx.db;
-        scopes.push(mine);
-        const seen: boolean[] = [];
-        for (let i = 0; i < 4; i++) {
-          await delay(Math.random() * 10);
-          seen.push(currentDb() === mine);
-        }
-        await mine.getSession((trx) => trx.raw('select 1 as one'));
-        ctx.body = { seen };
+    const server = app(
+      {
+        'GET /overlap': async (ctx) => {
+          const mine = ctx.db;
+          scopes.push(mine);
+          const seen: boolean[] = [];
+          for (let i = 0; i < 4; i++) {
+            await delay(Math.random() * 10);
+            seen.push(currentDb() === mine);
+          }
+          await mine.getSession((trx) => trx.raw('select 1 as one'));
+          ctx.body = { seen };
+        },
       },
-    });
+      contextDb,
+    );
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as AddressInfo;
-    const responses = await Promise.all(
-      Array.from({ length: 25 }, () =>
-        request(`http://127.0.0.1:${port}`).get('/overlap').expect(200),
-      ),
-    ).finally(() => server.close());
-    for (const response of responses) expect(response.body.seen).toEqual([true, true, true, true]);
-    expect(new Set(scopes).size).toBe(25);
-    expect(poolStats(db.knex).used).toBe(0);
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 25 }, () =>
+          request(`http://127.0.0.1:${port}`).get('/overlap').expect(200),
+        ),
+      );
+      for (const response of responses) {
+        expect(response.body.seen).toEqual([true, true, true, true]);
+      }
+      expect(new Set(scopes).size).toBe(25);
+      expect(poolStats(contextDb.knex).used).toBe(0);
+    } finally {
+      server.close();
+      await contextDb.destroy();
+    }
+  });
+
+  it('adds no close listener for a request that never asks for a session', async () => {
+    const counts: number[] = [];
+    const server = app({
+      'GET /plain': (ctx) => {
+        counts.push(ctx.res.listenerCount('close'));
+        ctx.body = { ok: true };
+      },
+      'GET /session': async (ctx) => {
+        const before = ctx.res.listenerCount('close');
+        const trx = await ctx.db.session;
+        counts.push(ctx.res.listenerCount('close') - before);
+        await trx.commit();
+        ctx.body = { ok: true };
+      },
+    });
+    const baseline = app(
+      {
+        'GET /plain': (ctx) => {
+          counts.push(ctx.res.listenerCount('close'));
+          ctx.body = { ok: true };
+        },
+      },
+      async (_ctx, next) => next(),
+    );
+    await request(baseline).get('/plain').expect(200);
+    await request(server).get('/plain').expect(200);
+    await request(server).get('/session').expect(200);
+    expect(counts[1]).toBe(counts[0]);
+    expect(counts[2]).toBe(1);
+    expect(sql.filter((statement) => /^select/i.test(statement))).toEqual([]);
   });
 
   (dialect === 'sqlite' ? it.skip : it)(

@@ -347,6 +347,50 @@ describe('retryTransaction never duplicates committed work', () => {
     expect(await countRows(admin, table)).toBe(1);
   });
 
+  it('keeps watching an attempt while a concurrent attempt ends', async () => {
+    let finishA: () => void = () => {};
+    const aDone = new Promise<void>((resolve) => {
+      finishA = resolve;
+    });
+    let callsB = 0;
+    const a = db.wrap(retryTransaction(async () => 'a', noWait));
+    const b = db.wrap(
+      retryTransaction(
+        async (scope: Scope) => {
+          callsB++;
+          await aDone; // A's attempt has ended: B's commit below must still count
+          await scope.getSession(async (trx) => trx(table).insert({ name: 'b' }));
+          throw connectionLost();
+        },
+        { session: (scope) => scope, ...noWait },
+      ),
+    );
+    const pendingB = b().catch((e: unknown) => e);
+    await expect(a()).resolves.toBe('a');
+    finishA();
+    expect(await pendingB).toMatchObject({ code: 'ERR_UNSAFE_RETRY' });
+    expect(callsB).toBe(1);
+    expect(await countRows(admin, table)).toBe(1);
+  });
+
+  it('sees a commit of a later attempt after an earlier attempt failed', async () => {
+    let calls = 0;
+    const method = db.wrap(
+      retryTransaction(
+        async (scope: Scope) => {
+          calls++;
+          if (calls === 1) throw connectionLost();
+          await scope.getSession(async (trx) => trx(table).insert({ name: `attempt ${calls}` }));
+          throw connectionLost();
+        },
+        { session: (scope) => scope, total: 3, ...noWait },
+      ),
+    );
+    await expect(method()).rejects.toMatchObject({ code: 'ERR_UNSAFE_RETRY' });
+    expect(calls).toBe(2);
+    expect(await admin(table).pluck('name')).toEqual(['attempt 2']);
+  });
+
   it('allowReplay opts in: the committed work is done again', async () => {
     let calls = 0;
     const method = db.wrap(

@@ -568,12 +568,18 @@ describe('scopes of different requests', () => {
 });
 
 describe('currentDb()', () => {
+  let contextDb: Db;
+
+  beforeAll(() => {
+    contextDb = withDb(admin, { currentDb: true });
+  });
+
   it('returns the scope from anywhere below the handler', async () => {
     const deep = async () => {
       await new Promise((resolve) => setImmediate(resolve));
       return currentDb();
     };
-    await db.wrap(async (scope) => {
+    await contextDb.wrap(async (scope) => {
       expect(await deep()).toBe(scope);
     })();
   });
@@ -583,16 +589,33 @@ describe('currentDb()', () => {
   });
 
   it('finds the scope of a given db through nested scopes', async () => {
-    const other = withDb(admin);
-    await db.wrap(async (outer) => {
+    const other = withDb(admin, { currentDb: true });
+    await contextDb.wrap(async (outer) => {
       await other.wrap(async (inner) => {
         expect(currentDb()).toBe(inner);
         expect(currentDb(other)).toBe(inner);
-        expect(currentDb(db)).toBe(outer);
+        expect(currentDb(contextDb)).toBe(outer);
       })();
     })();
     await other.wrap(async () => {
+      expect(() => currentDb(contextDb)).toThrow(NoScopeError);
+    })();
+  });
+
+  it('finds no scope of a db created without the currentDb option, and says so', async () => {
+    await db.wrap(async () => {
+      expect(() => currentDb()).toThrow(/currentDb: true/);
       expect(() => currentDb(db)).toThrow(NoScopeError);
+      expect(() => currentDb(db)).toThrow(/without the currentDb option/);
+    })();
+  });
+
+  it('skips a scope without the option and finds the enclosing one that has it', async () => {
+    await contextDb.wrap(async (outer) => {
+      await db.wrap(async (inner) => {
+        expect(currentDb()).toBe(outer);
+        expect(inner).not.toBe(outer);
+      })();
     })();
   });
 });

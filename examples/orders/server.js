@@ -9,7 +9,8 @@ const url = process.env.DATABASE_URL ?? 'sqlite:./orders.sqlite';
 const port = Number(process.env.PORT ?? 3000);
 
 async function main() {
-  const db = withDb(url);
+  // currentDb: true lets orders.js find the request's scope without being handed req.db.
+  const db = withDb(url, { currentDb: true });
   // The legacy middleware shares the same pool by taking the Knex instance.
   const legacy = withLegacySession(db.knex);
   await ensureSchema(db.knex);

@@ -1,0 +1,173 @@
+import http from 'node:http';
+import express5 from 'express';
+import request from 'supertest';
+import { type Db, type LegacySession, type Scope, withDb, withLegacySession } from '../lib';
+
+// express4 is express@4 installed under an alias, so both majors run the same tests.
+const express4 = require('express4') as typeof express5;
+
+const isScope = (value: unknown): value is Scope =>
+  typeof (value as Partial<Scope> | undefined)?.getSession === 'function';
+
+describe.each([
+  ['Express 4', express4],
+  ['Express 5', express5],
+])('%s: where req.db lives', (_name, express) => {
+  let db: Db;
+
+  beforeEach(() => {
+    db = withDb('sqlite::memory:');
+  });
+
+  afterEach(async () => {
+    await db.destroy();
+  });
+
+  it('gives req.db without adding a property to req, and it works', async () => {
+    const app = express();
+    app.use(db);
+    app.get('/', async (req, res, next) => {
+      try {
+        const one = await req.db.getSession((trx) => trx.raw('select 1 as one'));
+        res.json({ own: Object.hasOwn(req, 'db'), scope: isScope(req.db), rows: one.length });
+      } catch (error) {
+        next(error);
+      }
+    });
+    const response = await request(app).get('/').expect(200);
+    expect(response.body).toEqual({ own: false, scope: true, rows: 1 });
+  });
+
+  it('gives the same scope on every read within a request, and another to the next request', async () => {
+    const seen: Scope[] = [];
+    const app = express();
+    app.use(db);
+    app.get('/', (req, res) => {
+      const first = req.db;
+      seen.push(first);
+      res.json({ same: req.db === first });
+    });
+    await request(app).get('/').expect(200, { same: true });
+    await request(app).get('/').expect(200, { same: true });
+    expect(seen[0]).not.toBe(seen[1]);
+  });
+
+  it('reaches handlers of a mounted sub-app', async () => {
+    const app = express();
+    const sub = express();
+    sub.get('/inner', async (req, res) => {
+      const trx = await req.db.session;
+      await trx.commit();
+      res.json({ scope: isScope(req.db) });
+    });
+    app.use(db);
+    app.use('/sub', sub);
+    await request(app).get('/sub/inner').expect(200, { scope: true });
+  });
+
+  it('leaves req.db undefined on a route the middleware does not cover', async () => {
+    const app = express();
+    app.get('/before', (req, res) => {
+      res.json({ scope: req.db !== undefined });
+    });
+    app.use(db);
+    app.get('/after', (req, res) => {
+      res.json({ scope: isScope(req.db) });
+    });
+    await request(app).get('/after').expect(200, { scope: true });
+    await request(app).get('/before').expect(200, { scope: false });
+  });
+
+  it('lets a later middleware assign req.db', async () => {
+    const app = express();
+    app.use(db);
+    app.use((req, _res, next) => {
+      (req as unknown as { db: unknown }).db = 'replaced';
+      next();
+    });
+    app.get('/', (req, res) => {
+      res.json({ db: req.db, own: Object.hasOwn(req, 'db') });
+    });
+    await request(app).get('/').expect(200, { db: 'replaced', own: true });
+  });
+
+  it('replaces a req.db that an earlier middleware set', async () => {
+    const app = express();
+    app.use((req, _res, next) => {
+      (req as unknown as { db: unknown }).db = 'stale';
+      next();
+    });
+    app.use(db);
+    app.get('/', (req, res) => {
+      res.json({ scope: isScope(req.db) });
+    });
+    await request(app).get('/').expect(200, { scope: true });
+  });
+
+  it('keeps two middlewares on different properties apart, and lets the later one on the same property win', async () => {
+    const other = withDb('sqlite::memory:', { property: 'analytics' });
+    const later = withDb('sqlite::memory:');
+    try {
+      const scopes: Record<string, unknown> = {};
+      const app = express();
+      app.use(db);
+      app.use(other);
+      app.get('/two', (req, res) => {
+        scopes.first = req.db;
+        scopes.analytics = (req as unknown as { analytics: Scope }).analytics;
+        res.end();
+      });
+      app.use(later);
+      app.get('/later', (req, res) => {
+        scopes.later = req.db;
+        res.end();
+      });
+      await request(app).get('/two').expect(200);
+      await request(app).get('/later').expect(200);
+      expect(isScope(scopes.first)).toBe(true);
+      expect(isScope(scopes.analytics)).toBe(true);
+      expect(scopes.analytics).not.toBe(scopes.first);
+      expect(isScope(scopes.later)).toBe(true);
+      expect(scopes.later).not.toBe(scopes.first);
+      expect((scopes.later as Scope).knex).toBe(later.knex);
+    } finally {
+      await other.destroy();
+      await later.destroy();
+    }
+  });
+
+  it('puts the eager transaction on req.dbSession the same way', async () => {
+    const legacy: LegacySession = withLegacySession(db.knex);
+    const app = express();
+    const sub = express();
+    app.use(legacy);
+    sub.get('/', async (req, res) => {
+      const [row] = await req.dbSession.select(req.dbSession.raw('1 as one'));
+      await req.dbSession.commit();
+      res.json({ row, own: Object.hasOwn(req, 'dbSession') });
+    });
+    app.use('/sub', sub);
+    await request(app)
+      .get('/sub')
+      .expect(200, { row: { one: 1 }, own: false });
+  });
+});
+
+describe('outside Express', () => {
+  it('makes req.db an own property of a request that has no res.locals', async () => {
+    const db = withDb('sqlite::memory:');
+    try {
+      const server = http.createServer((req, res) => {
+        db(req, res, () => {
+          const own = Object.hasOwn(req, 'db');
+          const scope = isScope((req as unknown as { db: unknown }).db);
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ own, scope }));
+        });
+      });
+      await request(server).get('/').expect(200, { own: true, scope: true });
+    } finally {
+      await db.destroy();
+    }
+  });
+});
