@@ -86,9 +86,9 @@ describe.each([
       next();
     });
     app.get('/', (req, res) => {
-      res.json({ db: req.db, own: Object.hasOwn(req, 'db') });
+      res.json({ db: req.db });
     });
-    await request(app).get('/').expect(200, { db: 'replaced', own: true });
+    await request(app).get('/').expect(200, { db: 'replaced' });
   });
 
   it('replaces a req.db that an earlier middleware set', async () => {

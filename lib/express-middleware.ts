@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Knex } from 'knex';
+import { Deferred } from './request-slot';
 import { type Scope, type ScopeCore, scopeControl } from './scope';
 import { scopeStorage } from './scope-storage';
 
@@ -21,6 +22,12 @@ declare global {
  */
 export type Attach = (target: object, scope: Scope, res: unknown) => Promise<void> | undefined;
 
+/**
+ * `withDb`'s fast path on Express (`RequestSlot.defer`): puts a scope that is opened on the first
+ * read of `req.db`; false where it cannot, and the scope is then opened at once.
+ */
+export type Defer = (req: object, res: ServerResponse, value: Deferred) => boolean;
+
 /** The Express signature of a knex-scope middleware. */
 export type ExpressHandler = (
   req: IncomingMessage,
@@ -35,10 +42,11 @@ export type ExpressHandler = (
  * disconnects first. A scope that never is costs one object: no hook, no listener.
  *
  * @example
- * const put = requestSlot('db');
- * app.use(expressMiddleware(core, (req, scope, res) => { put(req, res, scope); return undefined; }));
+ * const slot = requestSlot('db');
+ * const attach = (req, scope, res) => { slot.put(req, res, scope); return undefined; };
+ * app.use(expressMiddleware(core, attach, slot.defer));
  */
-export function expressMiddleware(core: ScopeCore, attach: Attach): ExpressHandler {
+export function expressMiddleware(core: ScopeCore, attach: Attach, defer?: Defer): ExpressHandler {
   if (core.context) {
     return function knexScope(req, res, next) {
       const scope = scopeControl.open(core, scopeStorage.getStore(), watchResponse, res);
@@ -47,7 +55,13 @@ export function expressMiddleware(core: ScopeCore, attach: Attach): ExpressHandl
       else ready.then(() => scopeStorage.run(scope, next), next);
     };
   }
+  // A route that never reads req.db then costs a key in res.locals and nothing else.
+  const deferred = new Deferred((res) => scopeControl.open(core, undefined, watchResponse, res));
   return function knexScope(req, res, next) {
+    if (defer?.(req, res, deferred)) {
+      next();
+      return;
+    }
     const scope = scopeControl.open(core, undefined, watchResponse, res);
     const ready = attach(req, scope, res);
     if (ready === undefined) next();

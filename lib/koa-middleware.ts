@@ -16,8 +16,8 @@ export type KoaHandler = (ctx: KoaContextLike, next: () => Promise<unknown>) => 
  * Koa writes the response, or at once when the client disconnects first.
  *
  * @example
- * const put = requestSlot('db');
- * app.use(koaMiddleware(core, (ctx, scope) => { put(ctx, undefined, scope); return undefined; }));
+ * const slot = requestSlot('db');
+ * app.use(koaMiddleware(core, (ctx, scope) => { slot.put(ctx, undefined, scope); return undefined; }));
  */
 export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
   const { context } = core;

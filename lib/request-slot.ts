@@ -1,46 +1,80 @@
-import { IncomingMessage } from 'node:http';
+import { IncomingMessage, type ServerResponse } from 'node:http';
 
-/** Puts `value` on `target[property]`; `res` is the Express response, or undefined for Koa. */
-export type RequestSlot = (target: object, res: unknown, value: unknown) => void;
+/** Where a middleware puts the request's scope (or eager transaction): `req[property]` / `ctx[property]`. */
+export interface RequestSlot {
+  /** Puts `value` on `target[property]`; `res` is Express's response, undefined for Koa. */
+  put(target: object, res: unknown, value: unknown): void;
+  /**
+   * On a request of an Express app, puts `value` there unmade: the first read of `req[property]`
+   * calls `value.make(res)` and keeps what it returns. Returns false, and puts nothing, elsewhere.
+   */
+  defer(target: object, res: ServerResponse, value: Deferred): boolean;
+}
+
+/**
+ * A value made on first read (see `RequestSlot.defer`). One per middleware, shared by its requests.
+ *
+ * @example
+ * const deferred = new Deferred((res) => scopeControl.open(core, undefined, watchResponse, res));
+ */
+export class Deferred {
+  readonly make: (res: ServerResponse) => unknown;
+
+  constructor(make: (res: ServerResponse) => unknown) {
+    this.make = make;
+  }
+}
+
+type Locals = Record<symbol, unknown>;
 
 const keys = new Map<string, symbol>();
 const accessors = new Map<string, PropertyDescriptor>();
 
 /**
- * Makes the function that puts a request's scope (or eager transaction) on `req[property]` /
- * `ctx[property]`.
+ * Makes the slot for `property`.
  *
  * Express gives every request a hidden class of its own (`Object.setPrototypeOf(req, app.request)`
  * in `app.handle`), so adding a property to `req` makes V8 build a new hidden class on every
  * request: about 1.5 µs, more than the rest of `app.use(db)` together on a route that never touches
  * the database (BENCHMARKS.md). So on Express the value goes into `res.locals`, a dictionary where
  * adding a key is a plain hash insert, under a symbol, and `req[property]` reads it through an
- * accessor on Express's request prototype. Assigning `req[property]` still works (it makes an own
- * property). Anything that is not a request of an Express app (Koa's context, a plain Node
- * request, a request that already has its own `property`) gets an ordinary property.
+ * accessor on Express's request prototype; assigning `req[property]` writes there too. Koa's
+ * context, a plain Node request and a request without `res.locals` get an ordinary property.
  *
  * @example
- * const put = requestSlot('db');
- * put(req, res, scope); // req.db === scope
+ * const slot = requestSlot('db');
+ * slot.put(req, res, scope); // req.db === scope
  */
 export function requestSlot(property: string): RequestSlot {
   const key = slotKey(property);
   let seen: object | null | undefined;
   let accessor = false;
-  return (target, res, value) => {
+  const localsOf = (target: object, res: unknown): Locals | undefined => {
     const locals = (res as { locals?: unknown } | undefined)?.locals;
-    if (typeof locals === 'object' && locals !== null) {
-      const proto = Object.getPrototypeOf(target) as object | null;
-      if (proto !== seen) {
-        accessor = installAccessor(proto, property);
-        seen = proto;
-      }
-      if (accessor && !Object.hasOwn(target, property)) {
-        (locals as Record<symbol, unknown>)[key] = value;
-        return;
+    if (typeof locals !== 'object' || locals === null) return undefined;
+    const proto = Object.getPrototypeOf(target) as object | null;
+    if (proto !== seen) {
+      seen = proto;
+      accessor = installAccessor(proto, property);
+      // Set by a middleware that ran before the accessor existed: it would hide the accessor.
+      if (accessor && Object.hasOwn(target, property)) {
+        delete (target as Record<string, unknown>)[property];
       }
     }
-    (target as Record<string, unknown>)[property] = value;
+    return accessor ? (locals as Locals) : undefined;
+  };
+  return {
+    put(target, res, value) {
+      const locals = localsOf(target, res);
+      if (locals === undefined) (target as Record<string, unknown>)[property] = value;
+      else locals[key] = value;
+    },
+    defer(target, res, value) {
+      const locals = localsOf(target, res);
+      if (locals === undefined) return false;
+      locals[key] = value;
+      return true;
+    },
   };
 }
 
@@ -69,23 +103,40 @@ function installAccessor(proto: object | null, property: string): boolean {
   return true;
 }
 
+interface ExpressRequest {
+  res?: { locals?: unknown };
+}
+
 function accessorFor(property: string): PropertyDescriptor {
   let descriptor = accessors.get(property);
   if (descriptor === undefined) {
     const key = slotKey(property);
+    const localsOf = (req: ExpressRequest): Locals | undefined => {
+      const locals = req.res?.locals;
+      return typeof locals === 'object' && locals !== null ? (locals as Locals) : undefined;
+    };
     descriptor = {
       configurable: true,
       enumerable: false,
-      get(this: { res?: { locals?: Record<symbol, unknown> } }) {
-        return this.res?.locals?.[key];
+      get(this: ExpressRequest) {
+        const locals = localsOf(this);
+        const value = locals?.[key];
+        if (!(value instanceof Deferred)) return value;
+        const made = value.make(this.res as ServerResponse);
+        (locals as Locals)[key] = made;
+        return made;
       },
-      set(this: object, value: unknown) {
-        Object.defineProperty(this, property, {
-          configurable: true,
-          enumerable: true,
-          writable: true,
-          value,
-        });
+      set(this: ExpressRequest, value: unknown) {
+        const locals = localsOf(this);
+        if (locals !== undefined) locals[key] = value;
+        else {
+          Object.defineProperty(this, property, {
+            configurable: true,
+            enumerable: true,
+            writable: true,
+            value,
+          });
+        }
       },
     };
     accessors.set(property, descriptor);

@@ -1,4 +1,9 @@
-import { type Attach, type ExpressHandler, expressMiddleware } from './express-middleware';
+import {
+  type Attach,
+  type Defer,
+  type ExpressHandler,
+  expressMiddleware,
+} from './express-middleware';
 import { type KoaContextLike, type KoaHandler, koaMiddleware } from './koa-middleware';
 import type { ScopeCore } from './scope';
 
@@ -17,12 +22,12 @@ export interface ScopeMiddleware {
  * `next` callback as the third argument, Koa passes two arguments.
  *
  * @example
- * const middleware = scopeMiddleware(core, attach);
+ * const middleware = scopeMiddleware(core, attach, slot.defer);
  * expressApp.use(middleware);
  * koaApp.use(middleware);
  */
-export function scopeMiddleware(core: ScopeCore, attach: Attach): ScopeMiddleware {
-  const express = expressMiddleware(core, attach);
+export function scopeMiddleware(core: ScopeCore, attach: Attach, defer?: Defer): ScopeMiddleware {
+  const express = expressMiddleware(core, attach, defer);
   const koa = koaMiddleware(core, attach);
   return function knexScope(first: unknown, second: unknown, third?: unknown) {
     if (typeof third === 'function') {

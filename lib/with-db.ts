@@ -50,11 +50,15 @@ export interface Db extends ScopeMiddleware {
  */
 export function withDb(config: DbConfig, options?: DbOptions): Db {
   const { core, property, destroy } = createScopeCore(config, options, 'db');
-  const put = requestSlot(property);
-  const middleware = scopeMiddleware(core, (target, scope, res) => {
-    put(target, res, scope);
-    return undefined;
-  });
+  const slot = requestSlot(property);
+  const middleware = scopeMiddleware(
+    core,
+    (target, scope, res) => {
+      slot.put(target, res, scope);
+      return undefined;
+    },
+    slot.defer,
+  );
   const db: Db = Object.assign(middleware, {
     knex: core.knex,
     wrap: wrapHandler(core, (scope) => scope),

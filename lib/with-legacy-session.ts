@@ -36,11 +36,11 @@ export interface LegacySession extends ScopeMiddleware {
  */
 export function withLegacySession(config: DbConfig, options?: LegacySessionOptions): LegacySession {
   const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
-  const put = requestSlot(property);
+  const slot = requestSlot(property);
   const middleware = scopeMiddleware(core, (target, scope, res) => {
     const open = () =>
       scope.session.then((trx) => {
-        put(target, res, trx);
+        slot.put(target, res, trx);
       });
     scopeControl.setReopen(scope, (stale) =>
       (target as Record<string, unknown>)[property] === stale ? open() : Promise.resolve(),

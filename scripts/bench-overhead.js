@@ -113,7 +113,10 @@ const scenarios = [
     title: 'Express 5, route without database',
     path: '/plain',
     target: 0.98,
-    a: { label: 'no knex-scope', side: { framework: 'express', variant: 'plain' } },
+    a: {
+      label: 'no knex-scope',
+      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-1.sqlite') },
+    },
     b: {
       label: 'app.use(withDb)',
       side: { framework: 'express', variant: 'withDb', connection: sqlite('a-express.sqlite') },
@@ -124,7 +127,10 @@ const scenarios = [
     title: 'Koa 3, route without database',
     path: '/plain',
     target: 0.98,
-    a: { label: 'no knex-scope', side: { framework: 'koa', variant: 'plain' } },
+    a: {
+      label: 'no knex-scope',
+      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-2.sqlite') },
+    },
     b: {
       label: 'app.use(withDb)',
       side: { framework: 'koa', variant: 'withDb', connection: sqlite('a-koa.sqlite') },
@@ -169,23 +175,67 @@ const diagnostics = [
     title: 'Express 5, route without database: a middleware that only calls next()',
     path: '/plain',
     target: 0,
-    a: { label: 'no middleware', side: { framework: 'express', variant: 'plain' } },
-    b: { label: 'no-op middleware', side: { framework: 'express', variant: 'plain', noop: true } },
+    a: {
+      label: 'no middleware',
+      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-3.sqlite') },
+    },
+    b: {
+      label: 'no-op middleware',
+      side: {
+        framework: 'express',
+        variant: 'plain',
+        noop: true,
+        connection: sqlite('plain-4.sqlite'),
+      },
+    },
+  },
+  {
+    name: 'd-express-scope',
+    title: 'Express 5, route without database: app.use(withDb) against a no-op middleware',
+    path: '/plain',
+    target: 0,
+    a: {
+      label: 'no-op middleware',
+      side: {
+        framework: 'express',
+        variant: 'plain',
+        noop: true,
+        connection: sqlite('plain-5.sqlite'),
+      },
+    },
+    b: {
+      label: 'app.use(withDb)',
+      side: { framework: 'express', variant: 'withDb', connection: sqlite('d-scope.sqlite') },
+    },
   },
   {
     name: 'd-koa-noop',
     title: 'Koa 3, route without database: a middleware that only calls next()',
     path: '/plain',
     target: 0,
-    a: { label: 'no middleware', side: { framework: 'koa', variant: 'plain' } },
-    b: { label: 'no-op middleware', side: { framework: 'koa', variant: 'plain', noop: true } },
+    a: {
+      label: 'no middleware',
+      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-6.sqlite') },
+    },
+    b: {
+      label: 'no-op middleware',
+      side: {
+        framework: 'koa',
+        variant: 'plain',
+        noop: true,
+        connection: sqlite('plain-7.sqlite'),
+      },
+    },
   },
   {
     name: 'd-express-context',
     title: 'Express 5, route without database, withDb(config, { currentDb: true })',
     path: '/plain',
     target: 0,
-    a: { label: 'no knex-scope', side: { framework: 'express', variant: 'plain' } },
+    a: {
+      label: 'no knex-scope',
+      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-8.sqlite') },
+    },
     b: {
       label: 'currentDb: true',
       side: {
@@ -201,7 +251,10 @@ const diagnostics = [
     title: 'Koa 3, route without database, withDb(config, { currentDb: true })',
     path: '/plain',
     target: 0,
-    a: { label: 'no knex-scope', side: { framework: 'koa', variant: 'plain' } },
+    a: {
+      label: 'no knex-scope',
+      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-9.sqlite') },
+    },
     b: {
       label: 'currentDb: true',
       side: {
@@ -227,7 +280,7 @@ const diagnostics = [
         framework: 'express',
         variant: 'scope',
         currentDb: true,
-        connection: sqlite('d-scope.sqlite'),
+        connection: sqlite('d-context.sqlite'),
       },
     },
   },

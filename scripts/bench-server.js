@@ -21,7 +21,8 @@ const { withDb } = require('knex-scope');
  *   connection?: import('knex').Knex.Config | undefined;
  * }} BenchSide
  *
- * plain:  no knex-scope, GET /plain answers { ok: true } without touching the database
+ * plain:  no knex-scope, GET /plain answers { ok: true } without touching the database; with a
+ *         connection the process holds a Knex instance all the same, as an app with a database does
  * withDb: app.use(withDb(config)), the same GET /plain
  * scope:  app.use(withDb(config)), GET /select: `const s = await req.db.session`, SELECT 1, commit
  * knex:   no knex-scope, GET /select: SELECT 1 in `knex.transaction(async (trx) => …)`
@@ -37,13 +38,13 @@ const side = JSON.parse(process.argv[2] ?? '{}');
 let db;
 /** @type {import('knex').Knex | undefined} */
 let knex;
-if (side.variant !== 'plain') {
+if (side.variant === 'plain' || side.variant === 'knex') {
+  if (side.connection !== undefined) knex = createKnex(side.connection);
+  else if (side.variant === 'knex') throw new Error('knex needs a connection');
+} else {
   if (side.connection === undefined) throw new Error(`${side.variant} needs a connection`);
-  if (side.variant === 'knex') knex = createKnex(side.connection);
-  else {
-    db = withDb(side.connection, { currentDb: side.currentDb === true });
-    knex = db.knex;
-  }
+  db = withDb(side.connection, { currentDb: side.currentDb === true });
+  knex = db.knex;
 }
 
 const pool = /** @type {import('tarn').Pool<unknown> | undefined} */ (
