@@ -170,4 +170,30 @@ describe('outside Express', () => {
       await db.destroy();
     }
   });
+
+  it('rolls back inside res.end of a plain Node response too, before it completes', async () => {
+    const db = withDb('sqlite::memory:');
+    const pool = (db.knex.client as { pool: { numUsed(): number } }).pool;
+    const seen: Record<string, unknown> = {};
+    try {
+      const server = http.createServer((req, res) => {
+        db(req, res, async () => {
+          const scope = (req as unknown as { db: Scope }).db;
+          const trx = await scope.session;
+          seen.held = pool.numUsed();
+          res.on('finish', () => {
+            seen.atFinish = pool.numUsed();
+            seen.ended = scope.ended;
+            seen.own = Object.hasOwn(res, 'end');
+          });
+          await trx.select(trx.raw('1 as one'));
+          res.end('done'); // the session is still open: rolled back before the response completes
+        });
+      });
+      await request(server).get('/').expect(200, 'done');
+      expect(seen).toEqual({ held: 1, atFinish: 0, ended: true, own: false });
+    } finally {
+      await db.destroy();
+    }
+  });
 });

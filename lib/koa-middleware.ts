@@ -47,7 +47,8 @@ export function watchClose(scope: Scope, res: ServerResponse): void {
     scopeControl.close(scope, !res.writableEnded);
     return;
   }
-  res.once('close', () => {
+  // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
+  res.on('close', () => {
     scopeControl.close(scope, !res.writableEnded);
   });
 }

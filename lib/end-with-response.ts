@@ -1,0 +1,72 @@
+import { ServerResponse } from 'node:http';
+import { type Scope, scopeControl } from './scope';
+
+const endKey = Symbol('knex-scope.end');
+
+type Locals = Record<symbol, Scope | Scope[] | undefined>;
+
+let seen: object | null | undefined;
+let hooked = false;
+
+/**
+ * On a response of an Express app, arranges for `scope` to end inside `res.end()`: its open
+ * sessions are rolled back and only then is the response completed. Returns false, arranging
+ * nothing, for any other response.
+ *
+ * Express gives every response a hidden class of its own (`Object.setPrototypeOf(res,
+ * app.response)`), so wrapping `res.end` per request, an own property added and later removed, cost
+ * two new hidden classes per request. Instead one `end` on Express's base response object looks
+ * for the scopes to end in `res.locals`, under a symbol.
+ *
+ * @example
+ * if (!endWithResponse(res, scope)) wrapEnd(res, scope);
+ */
+export function endWithResponse(res: ServerResponse, scope: Scope): boolean {
+  const locals = (res as { locals?: unknown }).locals;
+  if (typeof locals !== 'object' || locals === null) return false;
+  const proto = Object.getPrototypeOf(res) as object | null;
+  if (proto !== seen) {
+    seen = proto;
+    hooked = installEnd(proto);
+  }
+  if (!hooked) return false;
+  const pending = (locals as Locals)[endKey];
+  (locals as Locals)[endKey] =
+    pending === undefined ? scope : Array.isArray(pending) ? [...pending, scope] : [pending, scope];
+  return true;
+}
+
+// On Express's base response object (the one whose prototype is ServerResponse.prototype), so that
+// every app and mounted sub-app of that Express copy has it. False where there is no such object
+// or it already has an `end` of someone else's.
+function installEnd(proto: object | null): boolean {
+  let base = proto;
+  while (base !== null && Object.getPrototypeOf(base) !== ServerResponse.prototype) {
+    base = Object.getPrototypeOf(base) as object | null;
+  }
+  if (base === null) return false;
+  const existing = Object.getOwnPropertyDescriptor(base, 'end');
+  if (existing !== undefined) return existing.value === end;
+  Object.defineProperty(base, 'end', { configurable: true, writable: true, value: end });
+  return true;
+}
+
+type End = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
+
+function end(this: ServerResponse & { locals?: Locals }, ...args: unknown[]): ServerResponse {
+  // Looked up on every call, so that a later patch of ServerResponse.prototype.end (an APM agent's,
+  // say) still runs.
+  const superEnd = (ServerResponse.prototype as unknown as { end: End }).end;
+  const locals = this.locals;
+  const pending = locals?.[endKey];
+  if (pending === undefined) return superEnd.apply(this, args);
+  (locals as Locals)[endKey] = undefined;
+  const closing = Array.isArray(pending)
+    ? Promise.all(pending.map((scope) => scopeControl.close(scope, false)))
+    : scopeControl.close(pending, false);
+  if (closing === undefined) return superEnd.apply(this, args);
+  closing.then(() => {
+    if (!this.writableEnded) superEnd.apply(this, args);
+  });
+  return this;
+}
