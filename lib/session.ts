@@ -37,6 +37,8 @@ const rollbackInFlight = 'knex-scope: ROLLBACK did not complete on this connecti
 
 const noop = () => {};
 
+const finished = Promise.resolve(undefined as unknown as Knex.Transaction);
+
 // The owner rides on the session's own `commit` wrapper. Not a WeakMap: an entry per transaction
 // made every garbage collection walk thousands of ephemerons. Not a property of the transaction:
 // knex's transaction object is a dictionary-mode function with ~200 properties, and one more made
@@ -71,8 +73,11 @@ export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
 export class Session {
   readonly id: number;
   readonly kind: SessionKind;
-  /** Resolves to the transaction once BEGIN has run; rejects if it could not be opened. */
-  readonly ready: Promise<Knex.Transaction>;
+  /**
+   * Resolves to the transaction once BEGIN has run; rejects if it could not be opened. Read it only
+   * while `live`: once the session is finished it no longer holds the transaction.
+   */
+  ready: Promise<Knex.Transaction>;
   #state: State = 'opening';
   #scopeEnded = false;
   #pending: Promise<void> | undefined;
@@ -258,6 +263,10 @@ export class Session {
   #finish(state: State): void {
     this.#state = state;
     this.#open.delete(this);
+    // The scope keeps its lazy session until the next one, and an Express scope lives as long as
+    // its response: without this, knex's ~60 KB transaction graph lived as long too, and more of it
+    // survived garbage collections (BENCHMARKS.md).
+    this.ready = finished;
   }
 
   #closedError(): Error {

@@ -562,6 +562,40 @@ describe('scopes of different requests', () => {
   );
 
   // upstream: TestWorkerScopeSessionUnit::test_weakref
+  it('do not keep a finished session’s transaction alive while the scope goes on', async () => {
+    // An Express scope lives as long as its response; knex's transaction graph is ~60 KB.
+    let collected = 0;
+    const registry = new FinalizationRegistry(() => {
+      collected += 1;
+    });
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // In a function of its own, so that no local variable of the handler holds a transaction.
+    const work = async (scope: Scope) => {
+      const lazy = await scope.session;
+      registry.register(lazy, 'lazy');
+      await lazy(table).select();
+      await lazy.commit();
+      const explicit = await scope.getSession();
+      registry.register(explicit, 'explicit');
+      await explicit.rollback();
+      await scope.getSession((trx) => {
+        registry.register(trx, 'callback');
+        return trx(table).select();
+      });
+    };
+    const running = db.wrap(async (scope) => {
+      await work(scope);
+      await held; // the scope is still open here
+    })();
+    await collectGarbage(() => collected === 3);
+    expect(collected).toBe(3);
+    release();
+    await running;
+  });
+
   it('are not kept alive once they end', async () => {
     let collected = 0;
     const registry = new FinalizationRegistry(() => {
