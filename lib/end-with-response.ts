@@ -1,4 +1,5 @@
 import { ServerResponse } from 'node:http';
+import { expressBase, expressLocals } from './express-base';
 import { type Scope, scopeControl } from './scope';
 
 const endKey = Symbol('knex-scope.end');
@@ -22,28 +23,24 @@ let hooked = false;
  * if (!endWithResponse(res, scope)) wrapEnd(res, scope);
  */
 export function endWithResponse(res: ServerResponse, scope: Scope): boolean {
-  const locals = (res as { locals?: unknown }).locals;
-  if (typeof locals !== 'object' || locals === null) return false;
+  const locals = expressLocals(res) as Locals | undefined;
+  if (locals === undefined) return false;
   const proto = Object.getPrototypeOf(res) as object | null;
   if (proto !== seen) {
     seen = proto;
     hooked = installEnd(proto);
   }
   if (!hooked) return false;
-  const pending = (locals as Locals)[endKey];
-  (locals as Locals)[endKey] =
+  const pending = locals[endKey];
+  locals[endKey] =
     pending === undefined ? scope : Array.isArray(pending) ? [...pending, scope] : [pending, scope];
   return true;
 }
 
-// On Express's base response object (the one whose prototype is ServerResponse.prototype), so that
-// every app and mounted sub-app of that Express copy has it. False where there is no such object
-// or it already has an `end` of someone else's.
+// On Express's base response object, so that every app and mounted sub-app of that Express copy
+// has it. False where there is no such object or it already has an `end` of someone else's.
 function installEnd(proto: object | null): boolean {
-  let base = proto;
-  while (base !== null && Object.getPrototypeOf(base) !== ServerResponse.prototype) {
-    base = Object.getPrototypeOf(base) as object | null;
-  }
+  const base = expressBase(proto, ServerResponse.prototype);
   if (base === null) return false;
   const existing = Object.getOwnPropertyDescriptor(base, 'end');
   if (existing !== undefined) return existing.value === end;
@@ -53,12 +50,16 @@ function installEnd(proto: object | null): boolean {
 
 type End = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
 
-function end(this: ServerResponse & { locals?: Locals }, ...args: unknown[]): ServerResponse {
+// Every response of the Express copy passes through here, with or without a scope: `arguments`,
+// not a rest parameter, so that the common case allocates nothing.
+function end(this: ServerResponse & { locals?: Locals }): ServerResponse {
   // Looked up on every call, so that a later patch of ServerResponse.prototype.end (an APM agent's,
   // say) still runs.
   const superEnd = (ServerResponse.prototype as unknown as { end: End }).end;
   const locals = this.locals;
   const pending = locals?.[endKey];
+  // biome-ignore lint/complexity/noArguments: see above
+  const args = arguments as unknown as unknown[];
   if (pending === undefined) return superEnd.apply(this, args);
   (locals as Locals)[endKey] = undefined;
   const closing = Array.isArray(pending)

@@ -40,7 +40,8 @@ export type ExpressHandler = (
  * The Express adapter: one scope per request. A scope that is asked for a session is torn down
  * when the handler ends the response (`res.end`, which `res.send`, `res.json`, `res.sendFile` and
  * `res.redirect` all call) and before the response is completed, or at once when the client
- * disconnects first. A scope that never is costs one object: no hook, no listener.
+ * disconnects first. On Express, a request that never reads `req.db` costs one key in
+ * `res.locals`: no scope, no hook, no listener (see `requestSlot`).
  *
  * @example
  * const slot = requestSlot('db');

@@ -1,4 +1,5 @@
 import { IncomingMessage, type ServerResponse } from 'node:http';
+import { expressBase, expressLocals } from './express-base';
 
 /** Where a middleware puts the request's scope (or eager transaction): `req[property]` / `ctx[property]`. */
 export interface RequestSlot {
@@ -50,8 +51,8 @@ export function requestSlot(property: string): RequestSlot {
   let seen: object | null | undefined;
   let accessor = false;
   const localsOf = (target: object, res: unknown): Locals | undefined => {
-    const locals = (res as { locals?: unknown } | undefined)?.locals;
-    if (typeof locals !== 'object' || locals === null) return undefined;
+    const locals = expressLocals(res);
+    if (locals === undefined) return undefined;
     const proto = Object.getPrototypeOf(target) as object | null;
     if (proto !== seen) {
       seen = proto;
@@ -61,7 +62,7 @@ export function requestSlot(property: string): RequestSlot {
         delete (target as Record<string, unknown>)[property];
       }
     }
-    return accessor ? (locals as Locals) : undefined;
+    return accessor ? locals : undefined;
   };
   return {
     put(target, res, value) {
@@ -87,14 +88,10 @@ function slotKey(property: string): symbol {
   return key;
 }
 
-// On Express's base request object (the one whose prototype is IncomingMessage.prototype), so that
-// every app and mounted sub-app of that Express copy sees it. False where there is no such object
-// or it already has a `property` of someone else's.
+// On Express's base request object, so that every app and mounted sub-app of that Express copy
+// sees it. False where there is no such object or it already has a `property` of someone else's.
 function installAccessor(proto: object | null, property: string): boolean {
-  let base = proto;
-  while (base !== null && Object.getPrototypeOf(base) !== IncomingMessage.prototype) {
-    base = Object.getPrototypeOf(base) as object | null;
-  }
+  const base = expressBase(proto, IncomingMessage.prototype);
   if (base === null) return false;
   const descriptor = accessorFor(property);
   const existing = Object.getOwnPropertyDescriptor(base, property);
@@ -104,22 +101,18 @@ function installAccessor(proto: object | null, property: string): boolean {
 }
 
 interface ExpressRequest {
-  res?: { locals?: unknown };
+  res?: unknown;
 }
 
 function accessorFor(property: string): PropertyDescriptor {
   let descriptor = accessors.get(property);
   if (descriptor === undefined) {
     const key = slotKey(property);
-    const localsOf = (req: ExpressRequest): Locals | undefined => {
-      const locals = req.res?.locals;
-      return typeof locals === 'object' && locals !== null ? (locals as Locals) : undefined;
-    };
     descriptor = {
       configurable: true,
       enumerable: false,
       get(this: ExpressRequest) {
-        const locals = localsOf(this);
+        const locals = expressLocals(this.res);
         const value = locals?.[key];
         if (!(value instanceof Deferred)) return value;
         const made = value.make(this.res as ServerResponse);
@@ -127,7 +120,7 @@ function accessorFor(property: string): PropertyDescriptor {
         return made;
       },
       set(this: ExpressRequest, value: unknown) {
-        const locals = localsOf(this);
+        const locals = expressLocals(this.res);
         if (locals !== undefined) locals[key] = value;
         else {
           Object.defineProperty(this, property, {
