@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { type IncomingMessage, OutgoingMessage, type ServerResponse } from 'node:http';
 import type { Knex } from 'knex';
 import { endWithResponse } from './end-with-response';
 import { Deferred } from './request-slot';
@@ -80,16 +81,31 @@ export function expressMiddleware(core: ScopeCore, attach: Attach, defer?: Defer
  * scopeControl.open(core, undefined, watchResponse, res);
  */
 export function watchResponse(scope: Scope, res: ServerResponse): void {
-  if (res.writableEnded || res.destroyed) {
+  // A test double may not be one.
+  const node = (res as unknown) instanceof OutgoingMessage;
+  if ((node ? writableEnded.call(res) : res.writableEnded) || res.destroyed) {
     scopeControl.close(scope, !res.writableEnded);
     return;
   }
   if (!endWithResponse(res, scope)) wrapEnd(res, scope);
   // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-  res.on('close', () => {
-    scopeControl.close(scope, !res.writableEnded);
-  });
+  const onClose = () => {
+    // Usually fires after the response, when the scope has already ended: skip the getter then.
+    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
+  };
+  if (node) EventEmitter.prototype.on.call(res, 'close', onClose);
+  else res.on('close', onClose);
 }
+
+// Express gives every response a hidden class of its own, so every property read on `res` misses
+// V8's inline caches and walks the prototype chain in the runtime: `writableEnded` is a getter four
+// objects up and `on` six. Read from their owners, they cost 5 % of what knex-scope adds to a
+// request with a transaction (BENCHMARKS.md).
+const writableEnded = (
+  Object.getOwnPropertyDescriptor(OutgoingMessage.prototype, 'writableEnded') as {
+    get: (this: OutgoingMessage) => boolean;
+  }
+).get;
 
 // For a response that is not Express's: wrap its own `end`.
 function wrapEnd(res: ServerResponse, scope: Scope): void {

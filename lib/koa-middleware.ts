@@ -49,6 +49,7 @@ export function watchClose(scope: Scope, res: ServerResponse): void {
   }
   // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
   res.on('close', () => {
-    scopeControl.close(scope, !res.writableEnded);
+    // Usually fires after the response, when the scope has already ended: skip the getter then.
+    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
   });
 }

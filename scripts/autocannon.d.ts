@@ -1,10 +1,14 @@
-// The part of autocannon (which ships no types) that scripts/bench-overhead.js uses.
+// The part of autocannon (which ships no types) that the bench-… scripts use.
 declare module 'autocannon' {
   namespace autocannon {
     interface Options {
       url: string;
       connections?: number;
       duration?: number;
+      /** Requests to make in all; when set, duration is ignored. */
+      amount?: number;
+      /** Seconds before a request counts as timed out (default 10). */
+      timeout?: number;
       pipelining?: number;
     }
     interface Histogram {

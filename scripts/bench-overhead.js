@@ -29,12 +29,13 @@
 //                                       and withDb(config, { currentDb: true })
 //   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js);
 //   a scenario whose server does not answer is skipped.
-const { execFileSync, fork } = require('node:child_process');
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
 const { probeDatabases, servers } = require('./probe-databases');
+const { benchScenarios, instance } = require('./bench-scenarios');
+const { pinTo, startSide } = require('./bench-side');
 
 /**
  * @param {string} name
@@ -62,16 +63,7 @@ const cores = os.availableParallelism();
 const pin = !process.argv.includes('--no-pin') && cores >= 2 && pinTo(process.pid, 0);
 
 /**
- * @typedef {import('./bench-server').BenchSide} BenchSide
- * @typedef {{
- *   name: string;
- *   title: string;
- *   path: string;
- *   target: number;
- *   a: { label: string; side: BenchSide };
- *   b: { label: string; side: BenchSide };
- *   needs?: 'postgres' | 'mariadb';
- * }} Scenario
+ * @typedef {import('./bench-scenarios').Scenario} Scenario
  * @typedef {{
  *   rps: number;
  *   p50: number;
@@ -89,265 +81,7 @@ const pin = !process.argv.includes('--no-pin') && cores >= 2 && pinTo(process.pi
  */
 
 const tmp = mkdtempSync(join(os.tmpdir(), 'knex-scope-bench-'));
-
-/**
- * @param {string} file
- * @returns {import('knex').Knex.Config}
- */
-const sqlite = (file) => ({
-  client: 'better-sqlite3',
-  connection: { filename: join(tmp, file) },
-  useNullAsDefault: true,
-});
-/**
- * @param {'pg' | 'mysql2'} client
- * @param {string} url
- * @returns {import('knex').Knex.Config}
- */
-const server = (client, url) => ({ client, connection: url, pool: { min: 0, max: poolMax } });
-
-/** @type {Scenario[]} */
-const scenarios = [
-  {
-    name: 'a-express',
-    title: 'Express 5, route without database',
-    path: '/plain',
-    target: 0.98,
-    a: {
-      label: 'no knex-scope',
-      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-1.sqlite') },
-    },
-    b: {
-      label: 'app.use(withDb)',
-      side: { framework: 'express', variant: 'withDb', connection: sqlite('a-express.sqlite') },
-    },
-  },
-  {
-    name: 'a-koa',
-    title: 'Koa 3, route without database',
-    path: '/plain',
-    target: 0.98,
-    a: {
-      label: 'no knex-scope',
-      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-2.sqlite') },
-    },
-    b: {
-      label: 'app.use(withDb)',
-      side: { framework: 'koa', variant: 'withDb', connection: sqlite('a-koa.sqlite') },
-    },
-  },
-  ...[
-    /** @type {const} */ (['sqlite', 'SQLite (better-sqlite3, temp file)']),
-    /** @type {const} */ (['postgres', 'PostgreSQL']),
-    /** @type {const} */ (['mariadb', 'MariaDB']),
-  ].map(([database, title]) => {
-    /** @param {string} variant */
-    const connection = (variant) =>
-      database === 'sqlite'
-        ? sqlite(`b-${variant}.sqlite`)
-        : server(database === 'postgres' ? 'pg' : 'mysql2', servers[database]);
-    /** @type {Scenario} */
-    const scenario = {
-      name: `b-${database}`,
-      title: `Express 5, SELECT 1 in a transaction, ${title}`,
-      path: '/select',
-      target: 0.97,
-      a: {
-        label: 'knex.transaction',
-        side: { framework: 'express', variant: 'knex', connection: connection('knex') },
-      },
-      b: {
-        label: 'req.db.session',
-        side: { framework: 'express', variant: 'scope', connection: connection('scope') },
-      },
-    };
-    if (database !== 'sqlite') scenario.needs = database;
-    return scenario;
-  }),
-];
-
-// Attribution (--diagnose): what any middleware costs the framework (the floor under the a-…
-// targets), and what the `currentDb` option costs (Node 20's AsyncLocalStorage).
-/** @type {Scenario[]} */
-const diagnostics = [
-  {
-    name: 'd-express-noop',
-    title: 'Express 5, route without database: a middleware that only calls next()',
-    path: '/plain',
-    target: 0,
-    a: {
-      label: 'no middleware',
-      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-3.sqlite') },
-    },
-    b: {
-      label: 'no-op middleware',
-      side: {
-        framework: 'express',
-        variant: 'plain',
-        noop: true,
-        connection: sqlite('plain-4.sqlite'),
-      },
-    },
-  },
-  {
-    name: 'd-express-scope',
-    title: 'Express 5, route without database: app.use(withDb) against a no-op middleware',
-    path: '/plain',
-    target: 0,
-    a: {
-      label: 'no-op middleware',
-      side: {
-        framework: 'express',
-        variant: 'plain',
-        noop: true,
-        connection: sqlite('plain-5.sqlite'),
-      },
-    },
-    b: {
-      label: 'app.use(withDb)',
-      side: { framework: 'express', variant: 'withDb', connection: sqlite('d-scope.sqlite') },
-    },
-  },
-  {
-    name: 'd-koa-noop',
-    title: 'Koa 3, route without database: a middleware that only calls next()',
-    path: '/plain',
-    target: 0,
-    a: {
-      label: 'no middleware',
-      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-6.sqlite') },
-    },
-    b: {
-      label: 'no-op middleware',
-      side: {
-        framework: 'koa',
-        variant: 'plain',
-        noop: true,
-        connection: sqlite('plain-7.sqlite'),
-      },
-    },
-  },
-  {
-    name: 'd-express-context',
-    title: 'Express 5, route without database, withDb(config, { currentDb: true })',
-    path: '/plain',
-    target: 0,
-    a: {
-      label: 'no knex-scope',
-      side: { framework: 'express', variant: 'plain', connection: sqlite('plain-8.sqlite') },
-    },
-    b: {
-      label: 'currentDb: true',
-      side: {
-        framework: 'express',
-        variant: 'withDb',
-        currentDb: true,
-        connection: sqlite('d-express.sqlite'),
-      },
-    },
-  },
-  {
-    name: 'd-koa-context',
-    title: 'Koa 3, route without database, withDb(config, { currentDb: true })',
-    path: '/plain',
-    target: 0,
-    a: {
-      label: 'no knex-scope',
-      side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-9.sqlite') },
-    },
-    b: {
-      label: 'currentDb: true',
-      side: {
-        framework: 'koa',
-        variant: 'withDb',
-        currentDb: true,
-        connection: sqlite('d-koa.sqlite'),
-      },
-    },
-  },
-  {
-    name: 'd-sqlite-context',
-    title: 'SELECT 1, SQLite, withDb(config, { currentDb: true })',
-    path: '/select',
-    target: 0,
-    a: {
-      label: 'knex.transaction',
-      side: { framework: 'express', variant: 'knex', connection: sqlite('d-knex.sqlite') },
-    },
-    b: {
-      label: 'currentDb: true',
-      side: {
-        framework: 'express',
-        variant: 'scope',
-        currentDb: true,
-        connection: sqlite('d-context.sqlite'),
-      },
-    },
-  },
-];
-
-/**
- * Pins every thread of a process to one CPU; false where taskset is missing or refuses.
- * @param {number | undefined} pid
- * @param {number} cpu
- */
-function pinTo(pid, cpu) {
-  try {
-    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A bench-server.js child.
- * @param {BenchSide} side
- */
-async function startSide(side) {
-  const child = fork(join(__dirname, 'bench-server.js'), [JSON.stringify(side)], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  /** @type {Map<string, { resolve: (message: any) => void; reject: (error: Error) => void }>} */
-  const waiting = new Map();
-  child.on('message', (/** @type {{ type: string }} */ message) => {
-    const pending = waiting.get(message.type);
-    waiting.delete(message.type);
-    pending?.resolve(message);
-  });
-  const exited = new Promise((resolve) => {
-    child.once('exit', (code) => {
-      for (const [type, pending] of waiting) {
-        pending.reject(new Error(`bench server exited (${code}) before answering ${type}`));
-      }
-      waiting.clear();
-      resolve(code);
-    });
-  });
-  /**
-   * @param {string} type
-   * @param {boolean} [sendIt]
-   * @returns {Promise<any>}
-   */
-  const ask = (type, sendIt = true) =>
-    new Promise((resolve, reject) => {
-      waiting.set(type, { resolve, reject });
-      if (sendIt) child.send({ type });
-    });
-  const { port } = await ask('ready', false);
-  if (pin) pinTo(child.pid, 1);
-  return {
-    url: `http://127.0.0.1:${port}`,
-    reset: () => ask('reset'),
-    settle: () => ask('settle'),
-    /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; poolUsed: number; poolPending: number }>} */
-    stats: () => ask('stats'),
-    stop: async () => {
-      if (child.connected) child.send({ type: 'stop' });
-      await exited;
-    },
-  };
-}
+const { scenarios, diagnostics } = benchScenarios({ tmp, poolMax });
 
 /**
  * One round: autocannon against every server of both sides at once, for `seconds`, with each
@@ -419,26 +153,6 @@ function median(values) {
 }
 
 /**
- * A side's server number `index`: SQLite sides get a database file each.
- * @param {BenchSide} side
- * @param {number} index
- * @returns {BenchSide}
- */
-function instance(side, index) {
-  const connection = /** @type {{ connection?: { filename?: string } } | undefined} */ (
-    side.connection
-  )?.connection;
-  if (side.connection === undefined || typeof connection?.filename !== 'string') return side;
-  return {
-    ...side,
-    connection: {
-      ...side.connection,
-      connection: { filename: connection.filename.replace(/\.sqlite$/, `-${index}.sqlite`) },
-    },
-  };
-}
-
-/**
  * Runs one scenario: `procs` servers per side, all loaded at once for a warm-up and then for
  * `rounds` rounds.
  * @param {Scenario} scenario
@@ -450,8 +164,8 @@ async function runScenario(scenario) {
   const b = [];
   try {
     for (let i = 0; i < procs; i++) {
-      a.push(await startSide(instance(scenario.a.side, i)));
-      b.push(await startSide(instance(scenario.b.side, i)));
+      a.push(await startSide(instance(scenario.a.side, i), { cpu: pin ? 1 : undefined }));
+      b.push(await startSide(instance(scenario.b.side, i), { cpu: pin ? 1 : undefined }));
     }
     const all = [...a, ...b];
     await measureAll(all, scenario.path, warmup);

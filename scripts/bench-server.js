@@ -5,10 +5,12 @@
 // answers its parent's messages:
 //   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries
 //   { type: 'settle' } → answers once no request is in flight and the pool is idle (at most 5 s)
-//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, poolUsed, poolPending }
+//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, majorGcs, poolUsed,
+//                          poolPending }  (majorGcs: V8's mark-compact collections since reset)
 //   { type: 'stop' }   → closes the server and the pool, then exits
 // The side is given as JSON in argv[2]: { framework, variant, connection? } (see BenchSide).
 const http = require('node:http');
+const v8 = require('node:v8');
 const { knex: createKnex } = require('knex');
 const { withDb } = require('knex-scope');
 
@@ -128,6 +130,17 @@ server.on('request', (_req, res) => {
 });
 let cpuStart = process.cpuUsage();
 
+// Counted synchronously when asked (a PerformanceObserver hears of a collection only later).
+let gcProfiler = new v8.GCProfiler();
+gcProfiler.start();
+let majorGcs = 0;
+function countMajorGcs() {
+  const { statistics } = gcProfiler.stop();
+  majorGcs += statistics.filter((gc) => gc.gcType === 'MarkSweepCompact').length;
+  gcProfiler = new v8.GCProfiler();
+  gcProfiler.start();
+}
+
 /**
  * Waits (up to 5 s) for the requests autocannon left in flight to finish and for the pool to be
  * idle again: a request cut off by the client ends at once, its ROLLBACK a moment later.
@@ -145,6 +158,7 @@ async function settle() {
 
 // Lets the handlers autocannon left in flight finish before the pool goes away.
 async function stop() {
+  gcProfiler.stop();
   const closed = new Promise((resolve) => server.close(() => resolve(undefined)));
   server.closeIdleConnections();
   await settle();
@@ -163,10 +177,13 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
     errors = 0;
     acquires = 0;
     queries = 0;
+    countMajorGcs();
+    majorGcs = 0;
     cpuStart = process.cpuUsage();
     send({ type: 'reset' });
   } else if (message.type === 'stats') {
     const cpu = process.cpuUsage(cpuStart);
+    countMajorGcs();
     send({
       type: 'stats',
       cpuUs: cpu.user + cpu.system,
@@ -174,6 +191,7 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
       errors,
       acquires,
       queries,
+      majorGcs,
       poolUsed: pool?.numUsed() ?? 0,
       poolPending: (pool?.numPendingAcquires() ?? 0) + (pool?.numPendingCreates() ?? 0),
     });
