@@ -8,6 +8,11 @@ type Locals = Record<symbol, Scope | Scope[] | undefined>;
 
 let seen: object | null | undefined;
 let hooked = false;
+// Scopes listed in some response's `res.locals` and not yet taken off by `end` or `forgetEnd`.
+// While it is 0, which it is in any app whose in-flight requests have no open scope, `end` reads
+// nothing from the response: on Express's per-request hidden classes a read of `res.locals`
+// misses V8's caches and walks the prototype chain in the runtime.
+let listed = 0;
 
 /**
  * On a response of an Express app, arranges for `scope` to end inside `res.end()`: its open
@@ -34,7 +39,26 @@ export function endWithResponse(res: ServerResponse, scope: Scope): boolean {
   const pending = locals[endKey];
   locals[endKey] =
     pending === undefined ? scope : Array.isArray(pending) ? [...pending, scope] : [pending, scope];
+  listed++;
   return true;
+}
+
+/**
+ * Takes `scope` off the list of its response (see `endWithResponse`) when it ended without
+ * `res.end()`: the client went away first. Call it once per such scope.
+ *
+ * @example
+ * if (!scope.ended) { scopeControl.close(scope, true); forgetEnd(res, scope); } // on 'close'
+ */
+export function forgetEnd(res: ServerResponse, scope: Scope): void {
+  listed--;
+  const locals = expressLocals(res) as Locals | undefined;
+  const pending = locals?.[endKey];
+  if (pending === scope) (locals as Locals)[endKey] = undefined;
+  else if (Array.isArray(pending)) {
+    const rest = pending.filter((other) => other !== scope);
+    (locals as Locals)[endKey] = rest.length === 0 ? undefined : rest.length === 1 ? rest[0] : rest;
+  }
 }
 
 // On Express's base response object, so that every app and mounted sub-app of that Express copy
@@ -56,12 +80,14 @@ function end(this: ServerResponse & { locals?: Locals }): ServerResponse {
   // Looked up on every call, so that a later patch of ServerResponse.prototype.end (an APM agent's,
   // say) still runs.
   const superEnd = (ServerResponse.prototype as unknown as { end: End }).end;
-  const locals = this.locals;
-  const pending = locals?.[endKey];
   // biome-ignore lint/complexity/noArguments: see above
   const args = arguments as unknown as unknown[];
+  if (listed === 0) return superEnd.apply(this, args);
+  const locals = this.locals;
+  const pending = locals?.[endKey];
   if (pending === undefined) return superEnd.apply(this, args);
   (locals as Locals)[endKey] = undefined;
+  listed -= Array.isArray(pending) ? pending.length : 1;
   const closing = Array.isArray(pending)
     ? Promise.all(pending.map((scope) => scopeControl.close(scope, false)))
     : scopeControl.close(pending, false);

@@ -217,6 +217,69 @@ describe.each([
     }
   });
 
+  it('reads nothing from res.locals in res.end while no request holds a scope, also after a client left mid-request', async () => {
+    // Counts the end hook's reads of its list of scopes in res.locals.
+    let endReads = 0;
+    const application = express();
+    application.use((_req, res, next) => {
+      res.locals = new Proxy(res.locals, {
+        get(target, key, receiver) {
+          if (typeof key === 'symbol' && key.description === 'knex-scope.end') endReads++;
+          return Reflect.get(target, key, receiver);
+        },
+      });
+      next();
+    });
+    application.use(db);
+    const entered = deferred();
+    application.get('/plain', (_req, res) => {
+      res.json({ ok: true });
+    });
+    application.get(
+      '/left',
+      route(async (req) => {
+        const trx = await req.db.session;
+        await trx(table).insert({ name: 'left' });
+        entered.resolve();
+        await once(req.db.signal, 'abort'); // and never responds
+      }),
+    );
+    application.get(
+      '/open',
+      route(async (req, res) => {
+        const trx = await req.db.session;
+        await trx(table).insert({ name: 'left open' });
+        res.json({ ok: true });
+      }),
+    );
+    const { url, close } = await listen(application);
+    try {
+      await fetch(`${url}/plain`);
+      expect(endReads).toBe(0);
+
+      const client = http.request(`${url}/left`);
+      client.on('error', () => {});
+      client.end();
+      await entered.promise;
+      client.destroy();
+      expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
+      endReads = 0; // listing the scope and taking it off again read the list too
+      await fetch(`${url}/plain`);
+      expect(endReads).toBe(0);
+
+      // A scope is still ended inside res.end: rolled back before the response completes.
+      expect((await fetch(`${url}/open`)).status).toBe(200);
+      expect(endReads).toBeGreaterThan(0);
+      expect(poolStats(db.knex).used).toBe(0);
+      expect(await countRows(admin, table)).toBe(0);
+      const reads = endReads;
+      await fetch(`${url}/plain`);
+      expect(endReads).toBe(reads);
+    } finally {
+      await close();
+    }
+  });
+
   it('keeps 25 overlapping requests in their own scopes across awaits', async () => {
     const contextDb = withDb(testConfig(), { currentDb: true });
     const scopes: Scope[] = [];
