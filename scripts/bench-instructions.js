@@ -12,10 +12,10 @@
 //   node scripts/bench-instructions.js --only=a-express,b-postgres --requests=2000 --rounds=3
 //
 // Each side, on its own:
-//   1. the server without valgrind (`node --single-threaded`): `warmup` rounds, then `rateRounds`
+//   1. the server without valgrind (`node --single-threaded --no-memory-reducer`): `warmup` rounds, then `rateRounds`
 //      rounds of `requests` requests that count V8's major (mark-compact) collections;
-//   2. the server under `valgrind --tool=callgrind --instr-atstart=no`, running `node
-//      --single-threaded` (V8's compiler and collector on the main thread, where their work is
+//   2. the server under `valgrind --tool=callgrind --instr-atstart=no`, running the same `node`
+//      (`--single-threaded`: V8's compiler and collector on the main thread, where their work is
 //      counted the same way every run): `warmup` rounds with counting off, then `rounds` rounds,
 //      each counted from zero (`callgrind_control -z`) and read from its dump (`-d`).
 // autocannon sends the requests, 16 connections as in bench-overhead.js. Both sides of a
@@ -31,6 +31,9 @@
 //   --rate-rounds=N  BENCH_RATE_ROUNDS  rounds without valgrind that count major collections
 //                                       (default 25)
 //   --connections=N  BENCH_CONNECTIONS  autocannon connections (default 16)
+//   --procs=N        BENCH_PROCS        server processes per side, one after the other, their rounds
+//                                       pooled (default 1): two processes running the same code
+//                                       differed by up to 1 % (JIT and memory layout)
 //   --pool=N         BENCH_POOL         pool.max for PostgreSQL and MariaDB (default 10)
 //   --only=LIST      BENCH_ONLY         scenarios (default: the a-… and b-… ones)
 //   --diagnose                          also the d-… scenarios and c-twin, two identical servers:
@@ -46,7 +49,7 @@ const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = requir
 const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
-const { benchScenarios } = require('./bench-scenarios');
+const { benchScenarios, instance } = require('./bench-scenarios');
 const { startSide } = require('./bench-side');
 const { probeDatabases, servers } = require('./probe-databases');
 
@@ -65,6 +68,7 @@ const rounds = Number(option('rounds', 'BENCH_ROUNDS', '8'));
 const warmup = Number(option('warmup', 'BENCH_WARMUP', '5'));
 const rateRounds = Number(option('rate-rounds', 'BENCH_RATE_ROUNDS', '25'));
 const connections = Number(option('connections', 'BENCH_CONNECTIONS', '16'));
+const procs = Number(option('procs', 'BENCH_PROCS', '1'));
 const poolMax = Number(option('pool', 'BENCH_POOL', '10'));
 const only = option('only', 'BENCH_ONLY', '');
 const jsonFile = option('json', 'BENCH_JSON', '');
@@ -122,7 +126,14 @@ function callgrindControl(args) {
  * @param {string | undefined} dir  where callgrind writes its dumps
  */
 async function startCounted(side, path, dir) {
-  const node = ['--single-threaded', ...(process.env.BENCH_NODE_ARGS?.split(' ') ?? [])];
+  // V8's memory reducer starts major collections when the allocation rate drops, which under
+  // valgrind it always seems to: instrumented rounds held two to three times the collections of
+  // the same server at full speed. A server under load never triggers it.
+  const node = [
+    '--single-threaded',
+    '--no-memory-reducer',
+    ...(process.env.BENCH_NODE_ARGS?.split(' ') ?? []),
+  ];
   const server = await startSide(
     side,
     dir === undefined
@@ -184,6 +195,9 @@ async function countSide(side, path, name) {
   const counts = [];
   try {
     callgrindControl(['--instr=on', pid]);
+    // The first round under instrumentation still cost 5–8 % more than the later ones (Koa, where
+    // no major collection blurs it): one more round, not counted.
+    await load(requests);
     for (let round = 1; round <= rounds; round++) {
       callgrindControl(['--zero', pid]);
       await server.reset();
@@ -280,8 +294,8 @@ async function main() {
   );
   const cpus = os.cpus();
   console.log(
-    `knex-scope instruction benchmark: node ${process.version} --single-threaded under valgrind --tool=callgrind, ` +
-      `${cpus[0]?.model ?? 'unknown CPU'}; ${rounds} counted rounds × ${requests} requests after ${warmup} warm-up ` +
+    `knex-scope instruction benchmark: node ${process.version} --single-threaded --no-memory-reducer under valgrind --tool=callgrind, ` +
+      `${cpus[0]?.model ?? 'unknown CPU'}; ${procs} server process(es) per side, each ${rounds} counted rounds × ${requests} requests after ${warmup} warm-up ` +
       `rounds, ${connections} connections; pool.max ${poolMax} on PostgreSQL/MariaDB, 1 on SQLite\n`,
   );
 
@@ -292,10 +306,24 @@ async function main() {
       continue;
     }
     const started = Date.now();
-    const [a, b] = await Promise.all([
-      countSide(scenario.a.side, scenario.path, `${scenario.name}-a`),
-      countSide(scenario.b.side, scenario.path, `${scenario.name}-b`),
-    ]);
+    /** @param {'a' | 'b'} which */
+    const side = async (which) => {
+      /** @type {Count[]} */
+      const all = [];
+      const gcRate = { requests: 0, majorGcs: 0 };
+      for (let i = 0; i < procs; i++) {
+        const one = await countSide(
+          instance(scenario[which].side, i),
+          scenario.path,
+          `${scenario.name}-${which}${i}`,
+        );
+        all.push(...one.rounds);
+        gcRate.requests += one.gcRate.requests;
+        gcRate.majorGcs += one.gcRate.majorGcs;
+      }
+      return { rounds: all, gcRate };
+    };
+    const [a, b] = await Promise.all([side('a'), side('b')]);
     const ea = estimate(a.rounds, a.gcRate);
     const eb = estimate(b.rounds, b.gcRate);
     const show = (/** @type {Count[]} */ counts) =>
@@ -347,7 +375,7 @@ async function main() {
   if (jsonFile !== '') {
     writeFileSync(
       jsonFile,
-      `${JSON.stringify({ node: process.version, requests, rounds, warmup, rateRounds, connections, results }, null, 2)}\n`,
+      `${JSON.stringify({ node: process.version, requests, rounds, warmup, rateRounds, connections, procs, results }, null, 2)}\n`,
     );
   }
   console.log(
