@@ -127,8 +127,7 @@ function callgrindControl(args) {
  */
 async function startCounted(side, path, dir) {
   // V8's memory reducer starts major collections when the allocation rate drops, which under
-  // valgrind it always seems to: instrumented rounds held two to three times the collections of
-  // the same server at full speed. A server under load never triggers it.
+  // valgrind it always seems to; a server under load never triggers it.
   const node = [
     '--single-threaded',
     '--no-memory-reducer',
