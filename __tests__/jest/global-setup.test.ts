@@ -167,6 +167,8 @@ describe.each(availableTargets())('the global setup on $name', ({ name, open }) 
     const otherHost = createTestRunName(child.pid, Date.now() - 60_000, hostTag('elsewhere'));
     const foreign = [`knex_scope_testing_${child.pid}`, 'knex_scope_test_'];
     const planted = [dead, `${dead}_w1`, `${dead}_w2`, live, `${live}_w1`, otherHost, ...foreign];
+    // A run of this test that was cut off left its fixed-name databases behind.
+    for (const name of foreign) await target.dropDatabase(name);
     for (const name of planted) await target.createDatabase(name);
     try {
       await createGlobalSetup({ url: target.url, namespace, workers: 1 })();
