@@ -1,7 +1,15 @@
+import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import express5 from 'express';
 import request from 'supertest';
-import { type Db, type LegacySession, type Scope, withDb, withLegacySession } from '../lib';
+import {
+  type Db,
+  type LegacySession,
+  type Scope,
+  ScopeClosedError,
+  withDb,
+  withLegacySession,
+} from '../lib';
 
 // express4 is express@4 installed under an alias, so both majors run the same tests.
 const express4 = require('express4') as typeof express5;
@@ -166,6 +174,29 @@ describe('outside Express', () => {
         });
       });
       await request(server).get('/').expect(200, { own: true, scope: true });
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('takes a test double for a response at its word: one that says it has ended ends the scope', async () => {
+    const db = withDb('sqlite::memory:');
+    try {
+      // Not a Node OutgoingMessage: its writableEnded is its own, not the one Node derives.
+      const res = Object.assign(new EventEmitter(), {
+        writableEnded: true,
+        destroyed: false,
+        end() {},
+      });
+      const req = {};
+      let nexts = 0;
+      db(req as never, res as never, () => {
+        nexts++;
+      });
+      expect(nexts).toBe(1);
+      const scope = (req as { db: Scope }).db;
+      await expect(scope.session).rejects.toBeInstanceOf(ScopeClosedError);
+      expect(scope.ended).toBe(true);
     } finally {
       await db.destroy();
     }

@@ -101,17 +101,15 @@ export class Session {
     this.#open = open;
     // Outside the scope's async context, so that the pool's promises and timers, which outlive
     // the request, do not keep the scope reachable.
-    const opening =
-      scopeStorage.getStore() === undefined
-        ? knex.transaction(config)
-        : scopeStorage.exit(() => knex.transaction(config));
-    this.ready = opening.then(
-      (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
-      (error: unknown) => {
-        this.#finish('failed');
-        throw error;
-      },
-    );
+    this.ready = scopeStorage
+      .exit(() => knex.transaction(config))
+      .then(
+        (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
+        (error: unknown) => {
+          this.#finish('failed');
+          throw error;
+        },
+      );
     this.ready.catch(noop);
   }
 
