@@ -202,6 +202,76 @@ describe('outside Express', () => {
     }
   });
 
+  it('falls back to per-response hooks when an Express copy already has an emit of someone else', async () => {
+    // A fresh copy of Express, whose base response carries another library's `emit`.
+    let isolated!: typeof express5;
+    jest.isolateModules(() => {
+      isolated = require('express') as typeof express5;
+    });
+    const base =
+      Object.getPrototypeOf(isolated.response) === http.ServerResponse.prototype
+        ? isolated.response
+        : Object.getPrototypeOf(isolated.response);
+    const emitted: string[] = [];
+    Object.defineProperty(base, 'emit', {
+      configurable: true,
+      writable: true,
+      value(this: http.ServerResponse, name: string, ...args: unknown[]) {
+        emitted.push(name);
+        return http.ServerResponse.prototype.emit.call(this, name, ...args);
+      },
+    });
+    const db = withDb('sqlite::memory:');
+    const pool = (db.knex.client as { pool: { numUsed(): number } }).pool;
+    const seen: Record<string, unknown> = {};
+    let scope: Scope | undefined;
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    try {
+      const app = isolated();
+      app.use(db);
+      app.get('/open', async (req, res) => {
+        const trx = await req.db.session;
+        await trx.select(trx.raw('1 as one'));
+        seen.ownEnd = Object.hasOwn(res, 'end');
+        res.json({ ok: true }); // rolled back inside the wrapped res.end
+      });
+      app.get('/left', async (req) => {
+        scope = req.db;
+        await req.db.session;
+        entered();
+      });
+      await request(app).get('/open').expect(200, { ok: true });
+      expect(seen.ownEnd).toBe(true);
+      expect(pool.numUsed()).toBe(0);
+      expect(Object.getOwnPropertyDescriptor(base, 'end')).toBeUndefined();
+
+      const server = http.createServer(app);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as { port: number };
+        const client = http.request(`http://127.0.0.1:${port}/left`);
+        client.on('error', () => {});
+        client.end();
+        await inHandler;
+        client.destroy();
+        for (let i = 0; i < 100 && scope?.ended !== true; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        expect(scope?.aborted).toBe(true);
+        expect(pool.numUsed()).toBe(0);
+        expect(emitted).toContain('close');
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('rolls back inside res.end of a plain Node response too, before it completes', async () => {
     const db = withDb('sqlite::memory:');
     const pool = (db.knex.client as { pool: { numUsed(): number } }).pool;

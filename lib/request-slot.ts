@@ -112,10 +112,11 @@ function accessorFor(property: string): PropertyDescriptor {
       configurable: true,
       enumerable: false,
       get(this: ExpressRequest) {
-        const locals = expressLocals(this.res);
+        const res = this.res;
+        const locals = expressLocals(res);
         const value = locals?.[key];
         if (!(value instanceof Deferred)) return value;
-        const made = value.make(this.res as ServerResponse);
+        const made = value.make(res as ServerResponse);
         (locals as Locals)[key] = made;
         return made;
       },
