@@ -1,4 +1,4 @@
-import { OutgoingMessage, ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
 import { expressBase, expressLocals } from './express-base';
 import { type Scope, scopeControl } from './scope';
 
@@ -8,23 +8,21 @@ type Locals = Record<symbol, Scope | Scope[] | undefined>;
 
 let seen: object | null | undefined;
 let hooked = false;
-// Scopes listed in some response's `res.locals` and not yet taken off by `end` or `emit('close')`.
-// While it is 0, which it is in any app whose in-flight requests have no open scope, the hooks read
+// Scopes listed in some response's `res.locals` and not yet taken off by `end` or `forgetEnd`.
+// While it is 0, which it is in any app whose in-flight requests have no open scope, `end` reads
 // nothing from the response: on Express's per-request hidden classes a read of `res.locals`
 // misses V8's caches and walks the prototype chain in the runtime.
 let listed = 0;
 
 /**
- * On a response of an Express app, arranges for `scope` to end with the response: inside
- * `res.end()`, where its open sessions are rolled back before the response is completed, or when
- * the response emits `close` first (the client went away). Returns false, arranging nothing, for any
- * other response.
+ * On a response of an Express app, arranges for `scope` to end inside `res.end()`: its open
+ * sessions are rolled back and only then is the response completed. Returns false, arranging
+ * nothing, for any other response.
  *
  * Express gives every response a hidden class of its own (`Object.setPrototypeOf(res,
  * app.response)`), so wrapping `res.end` per request, an own property added and later removed, cost
- * two new hidden classes per request, and `res.on('close')` three reads that miss V8's caches.
- * Instead one `end` and one `emit` on Express's base response object look for the scopes to end in
- * `res.locals`, under a symbol.
+ * two new hidden classes per request. Instead one `end` on Express's base response object looks
+ * for the scopes to end in `res.locals`, under a symbol.
  *
  * @example
  * if (!endWithResponse(res, scope)) wrapEnd(res, scope);
@@ -35,7 +33,7 @@ export function endWithResponse(res: ServerResponse, scope: Scope): boolean {
   const proto = Object.getPrototypeOf(res) as object | null;
   if (proto !== seen) {
     seen = proto;
-    hooked = installHooks(proto);
+    hooked = installEnd(proto);
   }
   if (!hooked) return false;
   const pending = locals[endKey];
@@ -45,83 +43,57 @@ export function endWithResponse(res: ServerResponse, scope: Scope): boolean {
   return true;
 }
 
+/**
+ * Takes `scope` off the list of its response (see `endWithResponse`) when it ended without
+ * `res.end()`: the client went away first. Call it once per such scope.
+ *
+ * @example
+ * if (!scope.ended) { scopeControl.close(scope, true); forgetEnd(res, scope); } // on 'close'
+ */
+export function forgetEnd(res: ServerResponse, scope: Scope): void {
+  listed--;
+  const locals = expressLocals(res) as Locals | undefined;
+  const pending = locals?.[endKey];
+  if (pending === scope) (locals as Locals)[endKey] = undefined;
+  else if (Array.isArray(pending)) {
+    const rest = pending.filter((other) => other !== scope);
+    (locals as Locals)[endKey] = rest.length === 0 ? undefined : rest.length === 1 ? rest[0] : rest;
+  }
+}
+
 // On Express's base response object, so that every app and mounted sub-app of that Express copy
-// has them. False, installing nothing, where there is no such object or it already has an `end` or
-// an `emit` of someone else's.
-function installHooks(proto: object | null): boolean {
+// has it. False where there is no such object or it already has an `end` of someone else's.
+function installEnd(proto: object | null): boolean {
   const base = expressBase(proto, ServerResponse.prototype);
   if (base === null) return false;
-  const hooks = { end, emit };
-  for (const [name, value] of Object.entries(hooks)) {
-    const existing = Object.getOwnPropertyDescriptor(base, name);
-    if (existing !== undefined && existing.value !== value) return false;
-  }
-  for (const [name, value] of Object.entries(hooks)) {
-    Object.defineProperty(base, name, { configurable: true, writable: true, value });
-  }
+  const existing = Object.getOwnPropertyDescriptor(base, 'end');
+  if (existing !== undefined) return existing.value === end;
+  Object.defineProperty(base, 'end', { configurable: true, writable: true, value: end });
   return true;
 }
 
-type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
-
-/**
- * The getter of `res.writableEnded`, to call on a Node response. Express gives every response a
- * hidden class of its own, so every property read on `res` misses V8's inline caches and walks the
- * prototype chain in the runtime; `writableEnded` is a getter four objects up.
- *
- * @example
- * const ended = writableEnded.call(res);
- */
-export const writableEnded = (
-  Object.getOwnPropertyDescriptor(OutgoingMessage.prototype, 'writableEnded') as {
-    get: (this: OutgoingMessage) => boolean;
-  }
-).get;
-
-// Takes the response's scopes off the list: what `end` and `emit('close')` then end.
-function takeListed(res: ServerResponse & { locals?: Locals }): Scope | Scope[] | undefined {
-  const locals = res.locals;
-  const pending = locals?.[endKey];
-  if (pending === undefined) return undefined;
-  (locals as Locals)[endKey] = undefined;
-  listed -= Array.isArray(pending) ? pending.length : 1;
-  return pending;
-}
+type End = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
 
 // Every response of the Express copy passes through here, with or without a scope: `arguments`,
 // not a rest parameter, so that the common case allocates nothing.
-function end(this: ServerResponse): ServerResponse {
+function end(this: ServerResponse & { locals?: Locals }): ServerResponse {
   // Looked up on every call, so that a later patch of ServerResponse.prototype.end (an APM agent's,
   // say) still runs.
-  const superEnd = (ServerResponse.prototype as unknown as { end: Method }).end;
+  const superEnd = (ServerResponse.prototype as unknown as { end: End }).end;
   // biome-ignore lint/complexity/noArguments: see above
   const args = arguments as unknown as unknown[];
-  if (listed === 0) return superEnd.apply(this, args) as ServerResponse;
-  const pending = takeListed(this);
-  if (pending === undefined) return superEnd.apply(this, args) as ServerResponse;
+  if (listed === 0) return superEnd.apply(this, args);
+  const locals = this.locals;
+  const pending = locals?.[endKey];
+  if (pending === undefined) return superEnd.apply(this, args);
+  (locals as Locals)[endKey] = undefined;
+  listed -= Array.isArray(pending) ? pending.length : 1;
   const closing = Array.isArray(pending)
     ? Promise.all(pending.map((scope) => scopeControl.close(scope, false)))
     : scopeControl.close(pending, false);
-  if (closing === undefined) return superEnd.apply(this, args) as ServerResponse;
+  if (closing === undefined) return superEnd.apply(this, args);
   closing.then(() => {
     if (!this.writableEnded) superEnd.apply(this, args);
   });
   return this;
-}
-
-// Every event of every response of the Express copy passes through here. A scope still listed at
-// `close` did not end in `res.end`: the client went away first, or the response was destroyed.
-function emit(this: ServerResponse, name: unknown): boolean {
-  const superEmit = (ServerResponse.prototype as unknown as { emit: Method }).emit;
-  if (listed !== 0 && name === 'close') {
-    const pending = takeListed(this);
-    if (pending !== undefined) {
-      const aborted = !writableEnded.call(this);
-      for (const scope of Array.isArray(pending) ? pending : [pending]) {
-        if (!scope.ended) scopeControl.close(scope, aborted);
-      }
-    }
-  }
-  // biome-ignore lint/complexity/noArguments: see end
-  return superEmit.apply(this, arguments as unknown as unknown[]) as boolean;
 }
