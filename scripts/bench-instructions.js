@@ -301,9 +301,8 @@ function cleanMedian(counts) {
     .sort((x, y) => x - y);
   if (clean.length === 0) return Number.NaN;
   const mid = Math.floor(clean.length / 2);
-  return clean.length % 2 === 1
-    ? /** @type {number} */ (clean[mid])
-    : /** @type {number} */ ((clean[mid - 1]) + /** @type {number} */ (clean[mid])) / 2;
+  const at = (/** @type {number} */ i) => clean[i] ?? Number.NaN;
+  return clean.length % 2 === 1 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
 }
 
 async function main() {
