@@ -21,7 +21,7 @@
 // autocannon sends the requests, 16 connections as in bench-overhead.js. Both sides of a
 // scenario run at once; the counts do not depend on it. A major collection costs as much as
 // hundreds of requests and comes every few thousand, so the figure the targets are checked against
-// is the median over the rounds that held none (see `cleanMedian`). Also printed: the plain average
+// is the median over the rounds that held none, nor any of its marking (see `cleanMedian`). Also printed: the plain average
 // over the rounds, and a fit that prices each side's collections at its long-run rate (`estimate`).
 //
 // Options (flags or environment):
@@ -78,7 +78,7 @@ const diagnose = process.argv.includes('--diagnose');
 
 /**
  * @typedef {import('./bench-scenarios').Scenario} Scenario
- * @typedef {{ instructions: number; requests: number; perRequest: number; majorGcs: number; acquires: number; queries: number; errors: number }} Count
+ * @typedef {{ instructions: number; requests: number; perRequest: number; majorGcs: number; marked: boolean; acquires: number; queries: number; errors: number }} Count
  */
 
 const tmp = mkdtempSync(join(os.tmpdir(), 'knex-scope-instructions-'));
@@ -211,6 +211,7 @@ async function countSide(side, path, name) {
         requests: stats.requests,
         perRequest: instructions / stats.requests,
         majorGcs: stats.majorGcs,
+        marked: stats.markedDuring,
         acquires: stats.acquires,
         queries: stats.queries,
         errors: result.non2xx + result.errors + result.timeouts + stats.errors,
@@ -286,9 +287,10 @@ function perRequest(counts) {
 }
 
 /**
- * The median over the rounds that held no major collection of instructions per request: what a
- * request costs the server apart from mark-compact collections, which the fit of `estimate` prices
- * poorly. Its per-collection term moved from 97M to 241M instructions between runs of the same
+ * The median of instructions per request over the rounds during which V8 neither collected the old
+ * generation nor marked it incrementally (a round can hold a cycle's marking steps and end before
+ * its collection): what a request costs the server apart from mark-compact collections, which the
+ * fit of `estimate` prices poorly. Its per-collection term moved from 97M to 241M instructions between runs of the same
  * code, while this median moved by less than 1 %. Without valgrind, the two sides of every scenario
  * collected equally often and each collection took as long (`--trace-gc`), so leaving collections
  * out of both sides moves the ratio away from 1, never towards it.
@@ -296,7 +298,7 @@ function perRequest(counts) {
  */
 function cleanMedian(counts) {
   const clean = counts
-    .filter((c) => c.majorGcs === 0)
+    .filter((c) => c.majorGcs === 0 && !c.marked)
     .map((c) => c.perRequest)
     .sort((x, y) => x - y);
   if (clean.length === 0) return Number.NaN;
@@ -350,9 +352,14 @@ async function main() {
     const ea = estimate(a.rounds, a.gcRate);
     const eb = estimate(b.rounds, b.gcRate);
     const show = (/** @type {Count[]} */ counts) =>
-      counts.map((c) => `${(c.perRequest / 1000).toFixed(1)}k${'*'.repeat(c.majorGcs)}`).join(' ');
+      counts
+        .map(
+          (c) =>
+            `${(c.perRequest / 1000).toFixed(1)}k${'*'.repeat(c.majorGcs)}${c.marked && c.majorGcs === 0 ? '~' : ''}`,
+        )
+        .join(' ');
     console.log(
-      `  ${scenario.name} (${((Date.now() - started) / 1000).toFixed(0)} s; * = a major collection in the round)\n` +
+      `  ${scenario.name} (${((Date.now() - started) / 1000).toFixed(0)} s; * = a major collection in the round, ~ = incremental marking without one)\n` +
         `    A ${scenario.a.label}: ${show(a.rounds)}; ${a.gcRate.majorGcs} major collections in ${a.gcRate.requests} requests without valgrind\n` +
         `    B ${scenario.b.label}: ${show(b.rounds)}; ${b.gcRate.majorGcs} major collections in ${b.gcRate.requests} requests without valgrind\n` +
         `    estimate A ${ea.estimate.toFixed(0)}, B ${eb.estimate.toFixed(0)} instructions per request: A/B ${(ea.estimate / eb.estimate).toFixed(4)}; ` +

@@ -5,8 +5,9 @@
 // answers its parent's messages:
 //   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries
 //   { type: 'settle' } → answers once no request is in flight and the pool is idle (at most 5 s)
-//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, majorGcs, poolUsed,
-//                          poolPending }  (majorGcs: V8's mark-compact collections since reset)
+//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, majorGcs, markedDuring, poolUsed,
+//                          poolPending }  (majorGcs: V8's mark-compact collections since reset;
+//                          markedDuring: whether incremental marking ran at any time since)
 //   { type: 'stop' }   → closes the server and the pool, then exits
 // The side is given as JSON in argv[2]: { framework, variant, connection? } (see BenchSide).
 const http = require('node:http');
@@ -134,9 +135,22 @@ let cpuStart = process.cpuUsage();
 let gcProfiler = new v8.GCProfiler();
 gcProfiler.start();
 let majorGcs = 0;
+// Whether incremental marking ran during the counted period: a round can hold marking steps, which
+// cost as much as a good part of a collection, and still end before the collection does.
+let marking = false;
+let markedDuring = false;
 function countMajorGcs() {
   const { statistics } = gcProfiler.stop();
-  majorGcs += statistics.filter((gc) => gc.gcType === 'MarkSweepCompact').length;
+  for (const gc of statistics) {
+    if (gc.gcType === 'IncrementalMarking') {
+      marking = true;
+      markedDuring = true;
+    } else if (gc.gcType === 'MarkSweepCompact') {
+      majorGcs++;
+      marking = false;
+      markedDuring = true;
+    }
+  }
   gcProfiler = new v8.GCProfiler();
   gcProfiler.start();
 }
@@ -179,6 +193,7 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
     queries = 0;
     countMajorGcs();
     majorGcs = 0;
+    markedDuring = marking;
     cpuStart = process.cpuUsage();
     send({ type: 'reset' });
   } else if (message.type === 'stats') {
@@ -192,6 +207,7 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
       acquires,
       queries,
       majorGcs,
+      markedDuring,
       poolUsed: pool?.numUsed() ?? 0,
       poolPending: (pool?.numPendingAcquires() ?? 0) + (pool?.numPendingCreates() ?? 0),
     });

@@ -69,7 +69,7 @@ async function startSide(side, options = {}) {
     url: `http://127.0.0.1:${port}`,
     reset: () => ask('reset'),
     settle: () => ask('settle'),
-    /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; majorGcs: number; poolUsed: number; poolPending: number }>} */
+    /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; majorGcs: number; markedDuring: boolean; poolUsed: number; poolPending: number }>} */
     stats: () => ask('stats'),
     stop: async () => {
       if (child.connected) child.send({ type: 'stop' });
