@@ -21,7 +21,7 @@
 // autocannon sends the requests, 16 connections as in bench-overhead.js. Both sides of a
 // scenario run at once; the counts do not depend on it. A major collection costs as much as
 // hundreds of requests and comes every few thousand, so the figure the targets are checked against
-// is the median over the rounds that held none, nor any of its marking (see `cleanMedian`). Also printed: the plain average
+// is the mean over the rounds that held none, nor any of its marking (see `cleanMean`). Also printed: the plain average
 // over the rounds, and a fit that prices each side's collections at its long-run rate (`estimate`).
 //
 // Options (flags or environment):
@@ -287,24 +287,20 @@ function perRequest(counts) {
 }
 
 /**
- * The median of instructions per request over the rounds during which V8 neither collected the old
- * generation nor marked it incrementally (a round can hold a cycle's marking steps and end before
- * its collection): what a request costs the server apart from mark-compact collections, which the
- * fit of `estimate` prices poorly. Its per-collection term moved from 97M to 241M instructions between runs of the same
- * code, while this median moved by less than 1 %. Without valgrind, the two sides of every scenario
- * collected equally often and each collection took as long (`--trace-gc`), so leaving collections
- * out of both sides moves the ratio away from 1, never towards it.
+ * The mean of instructions per request over the rounds during which V8 neither collected the old
+ * generation nor marked it incrementally: what a request costs the server apart from mark-compact
+ * collections, which the fit of `estimate` prices poorly. Over repeated runs of the same code
+ * (2026-12-03) the fit's per-collection term moved from 97M to 241M instructions and the median of
+ * these rounds by up to 2 % (the rounds fall into two groups about 3 % apart), their mean by about
+ * 1 %. Without valgrind, the two sides of every scenario collected equally often and each
+ * collection took as long (`--trace-gc`), so leaving collections out of both sides moves the ratio
+ * away from 1, never towards it.
  * @param {Count[]} counts
  */
-function cleanMedian(counts) {
-  const clean = counts
-    .filter((c) => c.majorGcs === 0 && !c.marked)
-    .map((c) => c.perRequest)
-    .sort((x, y) => x - y);
+function cleanMean(counts) {
+  const clean = counts.filter((c) => c.majorGcs === 0 && !c.marked);
   if (clean.length === 0) return Number.NaN;
-  const mid = Math.floor(clean.length / 2);
-  const at = (/** @type {number} */ i) => clean[i] ?? Number.NaN;
-  return clean.length % 2 === 1 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
+  return clean.reduce((n, c) => n + c.perRequest, 0) / clean.length;
 }
 
 async function main() {
@@ -363,13 +359,13 @@ async function main() {
         `    A ${scenario.a.label}: ${show(a.rounds)}; ${a.gcRate.majorGcs} major collections in ${a.gcRate.requests} requests without valgrind\n` +
         `    B ${scenario.b.label}: ${show(b.rounds)}; ${b.gcRate.majorGcs} major collections in ${b.gcRate.requests} requests without valgrind\n` +
         `    estimate A ${ea.estimate.toFixed(0)}, B ${eb.estimate.toFixed(0)} instructions per request: A/B ${(ea.estimate / eb.estimate).toFixed(4)}; ` +
-        `rounds without a major collection: A/B ${(cleanMedian(a.rounds) / cleanMedian(b.rounds)).toFixed(4)}`,
+        `rounds without a major collection: A/B ${(cleanMean(a.rounds) / cleanMean(b.rounds)).toFixed(4)}`,
     );
     results.push({ scenario, a, b, ea, eb });
   }
 
   const lines = [
-    '| scenario | side | instructions per request, all rounds | median of rounds without major GC | without major GC (fit) | per major GC (fit) | major GCs per 1000 requests | estimate | A/B rounds without major GC = B/A throughput | A/B estimate | A/B all rounds | target |',
+    '| scenario | side | instructions per request, all rounds | mean of rounds without major GC | without major GC (fit) | per major GC (fit) | major GCs per 1000 requests | estimate | A/B rounds without major GC = B/A throughput | A/B estimate | A/B all rounds | target |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   /** @type {string[]} */
@@ -378,7 +374,7 @@ async function main() {
   const k = (/** @type {number} */ x) => (Number.isNaN(x) ? '–' : `${(x / 1000).toFixed(1)}k`);
   const m = (/** @type {number} */ x) => (Number.isNaN(x) ? '–' : `${(x / 1e6).toFixed(0)}M`);
   for (const { scenario, a, b, ea, eb } of results) {
-    const ratio = cleanMedian(a.rounds) / cleanMedian(b.rounds);
+    const ratio = cleanMean(a.rounds) / cleanMean(b.rounds);
     const fitted = ea.estimate / eb.estimate;
     const plain = perRequest(a.rounds) / perRequest(b.rounds);
     const met = ratio >= scenario.target;
@@ -391,8 +387,8 @@ async function main() {
     const target =
       scenario.target === 0 ? 'diagnostic' : `≥ ${scenario.target} ${met ? 'met' : 'MISSED'}`;
     lines.push(
-      `| ${scenario.name} | A: ${scenario.a.label} | ${k(perRequest(a.rounds))} | ${k(cleanMedian(a.rounds))} | ${k(ea.perRequest)} | ${m(ea.perCollection)} | ${(ea.rate * 1000).toFixed(2)} | ${k(ea.estimate)} | | | | |`,
-      `| | B: ${scenario.b.label} | ${k(perRequest(b.rounds))} | ${k(cleanMedian(b.rounds))} | ${k(eb.perRequest)} | ${m(eb.perCollection)} | ${(eb.rate * 1000).toFixed(2)} | ${k(eb.estimate)} | **${ratio.toFixed(4)}×** | ${fitted.toFixed(4)}× | ${plain.toFixed(4)}× | ${target} |`,
+      `| ${scenario.name} | A: ${scenario.a.label} | ${k(perRequest(a.rounds))} | ${k(cleanMean(a.rounds))} | ${k(ea.perRequest)} | ${m(ea.perCollection)} | ${(ea.rate * 1000).toFixed(2)} | ${k(ea.estimate)} | | | | |`,
+      `| | B: ${scenario.b.label} | ${k(perRequest(b.rounds))} | ${k(cleanMean(b.rounds))} | ${k(eb.perRequest)} | ${m(eb.perCollection)} | ${(eb.rate * 1000).toFixed(2)} | ${k(eb.estimate)} | **${ratio.toFixed(4)}×** | ${fitted.toFixed(4)}× | ${plain.toFixed(4)}× | ${target} |`,
     );
     const sum = (/** @type {(c: Count) => number} */ pick) =>
       b.rounds.reduce((n, c) => n + pick(c), 0);
