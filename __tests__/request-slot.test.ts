@@ -10,6 +10,7 @@ import {
   withDb,
   withLegacySession,
 } from '../lib';
+import { listen } from './helpers/http';
 
 // express4 is express@4 installed under an alias, so both majors run the same tests.
 const express4 = require('express4') as typeof express5;
@@ -203,68 +204,66 @@ describe('outside Express', () => {
   });
 
   it('falls back to per-response hooks when an Express copy already has an end of someone else', async () => {
-    // A fresh copy of Express, whose base response carries another library's `end`.
+    // A fresh copy of Express, whose base response (express/lib/response.js) carries another
+    // library's `end`.
     let isolated!: typeof express5;
     jest.isolateModules(() => {
       isolated = require('express') as typeof express5;
     });
-    const base =
-      Object.getPrototypeOf(isolated.response) === http.ServerResponse.prototype
-        ? isolated.response
-        : Object.getPrototypeOf(isolated.response);
     let ends = 0;
     const theirs = function end(this: http.ServerResponse, ...args: unknown[]) {
       ends++;
       return (http.ServerResponse.prototype.end as (...a: unknown[]) => unknown).apply(this, args);
     };
-    Object.defineProperty(base, 'end', { configurable: true, writable: true, value: theirs });
+    Object.defineProperty(isolated.response, 'end', {
+      configurable: true,
+      writable: true,
+      value: theirs,
+    });
     const db = withDb('sqlite::memory:');
-    const pool = (db.knex.client as { pool: { numUsed(): number } }).pool;
-    const seen: Record<string, unknown> = {};
+    const pool = (
+      db.knex.client as {
+        pool: { numUsed(): number; on(event: 'release', listener: () => void): void };
+      }
+    ).pool;
+    let ownEnd: boolean | undefined;
     let scope: Scope | undefined;
     let entered!: () => void;
     const inHandler = new Promise<void>((resolve) => {
       entered = resolve;
     });
+    const app = isolated();
+    app.use(db);
+    app.get('/open', async (req, res) => {
+      const trx = await req.db.session;
+      await trx.select(trx.raw('1 as one'));
+      ownEnd = Object.hasOwn(res, 'end');
+      res.json({ ok: true }); // rolled back inside the wrapped res.end
+    });
+    app.get('/left', async (req) => {
+      scope = req.db;
+      await req.db.session;
+      entered();
+    });
+    const { url, close } = await listen(app);
     try {
-      const app = isolated();
-      app.use(db);
-      app.get('/open', async (req, res) => {
-        const trx = await req.db.session;
-        await trx.select(trx.raw('1 as one'));
-        seen.ownEnd = Object.hasOwn(res, 'end');
-        res.json({ ok: true }); // rolled back inside the wrapped res.end
-      });
-      app.get('/left', async (req) => {
-        scope = req.db;
-        await req.db.session;
-        entered();
-      });
-      await request(app).get('/open').expect(200, { ok: true });
-      expect(seen.ownEnd).toBe(true);
+      await request(url).get('/open').expect(200, { ok: true });
+      expect(ownEnd).toBe(true);
       expect(pool.numUsed()).toBe(0);
-      expect(Object.getOwnPropertyDescriptor(base, 'end')?.value).toBe(theirs);
+      expect(Object.getOwnPropertyDescriptor(isolated.response, 'end')?.value).toBe(theirs);
       expect(ends).toBe(1);
 
-      const server = http.createServer(app);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      try {
-        const { port } = server.address() as { port: number };
-        const client = http.request(`http://127.0.0.1:${port}/left`);
-        client.on('error', () => {});
-        client.end();
-        await inHandler;
-        client.destroy();
-        for (let i = 0; i < 100 && scope?.ended !== true; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        expect(scope?.aborted).toBe(true);
-        expect(pool.numUsed()).toBe(0);
-      } finally {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      }
+      const client = http.request(`${url}/left`);
+      client.on('error', () => {});
+      client.end();
+      await inHandler;
+      const released = new Promise<void>((resolve) => pool.on('release', () => resolve()));
+      client.destroy();
+      await released; // the rollback of the scope the client left
+      expect(scope?.aborted).toBe(true);
+      expect(pool.numUsed()).toBe(0);
     } finally {
+      await close();
       await db.destroy();
     }
   });

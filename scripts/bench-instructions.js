@@ -21,8 +21,9 @@
 // autocannon sends the requests, 16 connections as in bench-overhead.js. Both sides of a
 // scenario run at once; the counts do not depend on it. A major collection costs as much as
 // hundreds of requests and comes every few thousand, so the figure the targets are checked against
-// is the mean over the rounds that held none, nor any of its marking (see `cleanMean`). Also printed: the plain average
-// over the rounds, and a fit that prices each side's collections at its long-run rate (`estimate`).
+// is the mean over the rounds that held none, nor any of its marking (see `cleanMean`). Also
+// printed: the plain average over the rounds, and a fit that prices each side's collections at its
+// long-run rate (`estimate`).
 //
 // Options (flags or environment):
 //   --requests=N     BENCH_REQUESTS     requests per counted round (default 1000)
@@ -227,7 +228,8 @@ async function countSide(side, path, name) {
 }
 
 /**
- * Instructions per request with V8's major collections priced in at their long-run rate.
+ * Instructions per request with V8's major collections priced in at their long-run rate (method
+ * v2, printed beside `cleanMean`, which the targets are checked against since v3).
  *
  * A major (mark-compact) collection comes every few thousand requests and costs as much as
  * hundreds of them, so whether a counted round held one was luck: identical Express servers

@@ -139,7 +139,7 @@ let majorGcs = 0;
 // cost as much as a good part of a collection, and still end before the collection does.
 let marking = false;
 let markedDuring = false;
-function countMajorGcs() {
+function readCollections() {
   const { statistics } = gcProfiler.stop();
   for (const gc of statistics) {
     if (gc.gcType === 'IncrementalMarking') {
@@ -191,14 +191,14 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
     errors = 0;
     acquires = 0;
     queries = 0;
-    countMajorGcs();
+    readCollections();
     majorGcs = 0;
     markedDuring = marking;
     cpuStart = process.cpuUsage();
     send({ type: 'reset' });
   } else if (message.type === 'stats') {
     const cpu = process.cpuUsage(cpuStart);
-    countMajorGcs();
+    readCollections();
     send({
       type: 'stats',
       cpuUs: cpu.user + cpu.system,
