@@ -83,7 +83,7 @@ function end(this: ServerResponse & { locals?: Locals }): ServerResponse {
   // biome-ignore lint/complexity/noArguments: see above
   const args = arguments as unknown as unknown[];
   if (listed === 0) return superEnd.apply(this, args);
-  const locals = this.locals;
+  const locals = expressLocals(this) as Locals | undefined;
   const pending = locals?.[endKey];
   if (pending === undefined) return superEnd.apply(this, args);
   (locals as Locals)[endKey] = undefined;

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { type IncomingMessage, OutgoingMessage, type ServerResponse } from 'node:http';
 import type { Knex } from 'knex';
 import { endWithResponse, forgetEnd } from './end-with-response';
+import { readProperty } from './express-base';
 import { Deferred } from './request-slot';
 import { type Scope, type ScopeCore, scopeControl } from './scope';
 import { scopeStorage } from './scope-storage';
@@ -84,7 +85,7 @@ export function watchResponse(scope: Scope, res: ServerResponse): void {
   // A test double may not be one.
   const node = (res as unknown) instanceof OutgoingMessage;
   const ended = node ? writableEnded.call(res) : res.writableEnded;
-  if (ended || res.destroyed) {
+  if (ended || readProperty(res, 'destroyed')) {
     scopeControl.close(scope, !ended);
     return;
   }

@@ -1,5 +1,5 @@
 import { IncomingMessage, type ServerResponse } from 'node:http';
-import { expressBase, expressLocals } from './express-base';
+import { expressBase, expressLocals, readProperty } from './express-base';
 
 /** Where a middleware puts the request's scope (or eager transaction): `req[property]` / `ctx[property]`. */
 export interface RequestSlot {
@@ -112,7 +112,7 @@ function accessorFor(property: string): PropertyDescriptor {
       configurable: true,
       enumerable: false,
       get(this: ExpressRequest) {
-        const res = this.res;
+        const res = readProperty(this, 'res');
         const locals = expressLocals(res);
         const value = locals?.[key];
         if (!(value instanceof Deferred)) return value;
@@ -121,7 +121,7 @@ function accessorFor(property: string): PropertyDescriptor {
         return made;
       },
       set(this: ExpressRequest, value: unknown) {
-        const locals = expressLocals(this.res);
+        const locals = expressLocals(readProperty(this, 'res'));
         if (locals !== undefined) locals[key] = value;
         else {
           Object.defineProperty(this, property, {
