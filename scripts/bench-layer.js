@@ -10,7 +10,7 @@
 // and a ServerResponse with no socket), under `valgrind --tool=callgrind`. Two runs per app, with
 // `--low` and `--high` requests, and the difference of their totals divided by the difference in
 // requests is the cost per request: start-up, loading and the JIT's first compilations cancel out.
-// Without sockets, HTTP parsing and the event loop, it resolves about 1,000 instructions where
+// Without sockets, HTTP parsing and the event loop, it repeats to about 2,000 instructions where
 // bench-instructions.js, over real connections, moves by 1 % (5,000) between processes.
 //
 //   npm run build && node scripts/bench-layer.js            # about 10 minutes on two cores
