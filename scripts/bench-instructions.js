@@ -38,7 +38,8 @@
 //                                       pooled (default 1): two processes running the same code
 //                                       differed by up to 1 % (JIT and memory layout)
 //   --pool=N         BENCH_POOL         pool.max for PostgreSQL and MariaDB (default 10)
-//   --only=LIST      BENCH_ONLY         scenarios (default: the a-… and b-… ones)
+//   --only=LIST      BENCH_ONLY         scenarios, any of them, d-… and c-twin included (default:
+//                                       the a-… and b-… ones); an unknown name is an error
 //   --diagnose                          also the d-… scenarios and c-twin, two identical servers:
 //                                       the method's own spread
 //   --json=FILE                         also write the raw numbers as JSON
@@ -308,6 +309,26 @@ function cleanMean(counts) {
   return clean.reduce((n, c) => n + c.perRequest, 0) / clean.length;
 }
 
+/**
+ * The scenarios `--only` names, from all of them, diagnostics included; without `--only`, the
+ * defaults. A name that is no scenario's is an error, not an empty run that reports every target met.
+ * @template {{ name: string }} S
+ * @param {S[]} all
+ * @param {S[]} defaults
+ * @returns {S[]}
+ */
+function selectScenarios(all, defaults) {
+  if (only === '') return defaults;
+  const names = only.split(',');
+  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return all.filter((scenario) => names.includes(scenario.name));
+}
+
 async function main() {
   try {
     execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
@@ -315,8 +336,9 @@ async function main() {
     throw new Error('valgrind is not installed (Debian/Ubuntu: apt-get install valgrind)');
   }
   const available = new Set((await probeDatabases()).map((database) => database.name));
-  const chosen = [...scenarios, ...(diagnose ? [twin, ...diagnostics] : [])].filter(
-    (scenario) => only === '' || only.split(',').includes(scenario.name),
+  const chosen = selectScenarios(
+    [...scenarios, twin, ...diagnostics],
+    [...scenarios, ...(diagnose ? [twin, ...diagnostics] : [])],
   );
   const cpus = os.cpus();
   console.log(

@@ -22,7 +22,8 @@
 //   --connections=N  BENCH_CONNECTIONS  autocannon connections per server process (default 16)
 //   --no-pin                            do not pin autocannon to CPU 0 and the servers to CPU 1
 //   --pool=N         BENCH_POOL         pool.max for PostgreSQL and MariaDB (default 10)
-//   --only=LIST      BENCH_ONLY         scenarios, e.g. a-express,b-postgres (default: all)
+//   --only=LIST      BENCH_ONLY         scenarios, e.g. a-express,d-express-noop, d-… included
+//                                       (default: the a-… and b-… ones); an unknown name is an error
 //   --json=FILE                         also write the raw numbers as JSON
 //   --diagnose                          also run the attribution scenarios (d-…): a no-op
 //                                       middleware (the framework's own cost of any middleware)
@@ -213,10 +214,31 @@ function summarize(list) {
   };
 }
 
+/**
+ * The scenarios `--only` names, from all of them, diagnostics included; without `--only`, the
+ * defaults. A name that is no scenario's is an error, not an empty run that reports every target met.
+ * @template {{ name: string }} S
+ * @param {S[]} all
+ * @param {S[]} defaults
+ * @returns {S[]}
+ */
+function selectScenarios(all, defaults) {
+  if (only === '') return defaults;
+  const names = only.split(',');
+  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return all.filter((scenario) => names.includes(scenario.name));
+}
+
 async function main() {
   const available = new Set((await probeDatabases()).map((database) => database.name));
-  const chosen = [...scenarios, ...(diagnose ? diagnostics : [])].filter(
-    (scenario) => only === '' || only.split(',').includes(scenario.name),
+  const chosen = selectScenarios(
+    [...scenarios, ...diagnostics],
+    [...scenarios, ...(diagnose ? diagnostics : [])],
   );
   const cpus = os.cpus();
   console.log(
