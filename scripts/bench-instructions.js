@@ -53,7 +53,7 @@ const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = requir
 const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
-const { benchScenarios, instance } = require('./bench-scenarios');
+const { benchScenarios, instance, selectScenarios } = require('./bench-scenarios');
 const { startSide } = require('./bench-side');
 const { probeDatabases, servers } = require('./probe-databases');
 
@@ -309,26 +309,6 @@ function cleanMean(counts) {
   return clean.reduce((n, c) => n + c.perRequest, 0) / clean.length;
 }
 
-/**
- * The scenarios `--only` names, from all of them, diagnostics included; without `--only`, the
- * defaults. A name that is no scenario's is an error, not an empty run that reports every target met.
- * @template {{ name: string }} S
- * @param {S[]} all
- * @param {S[]} defaults
- * @returns {S[]}
- */
-function selectScenarios(all, defaults) {
-  if (only === '') return defaults;
-  const names = only.split(',');
-  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
-  if (unknown.length > 0) {
-    throw new Error(
-      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
-    );
-  }
-  return all.filter((scenario) => names.includes(scenario.name));
-}
-
 async function main() {
   try {
     execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
@@ -337,6 +317,7 @@ async function main() {
   }
   const available = new Set((await probeDatabases()).map((database) => database.name));
   const chosen = selectScenarios(
+    only,
     [...scenarios, twin, ...diagnostics],
     [...scenarios, ...(diagnose ? [twin, ...diagnostics] : [])],
   );

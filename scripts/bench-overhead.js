@@ -35,7 +35,7 @@ const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
 const { probeDatabases, servers } = require('./probe-databases');
-const { benchScenarios, instance } = require('./bench-scenarios');
+const { benchScenarios, instance, selectScenarios } = require('./bench-scenarios');
 const { pinTo, startSide } = require('./bench-side');
 
 /**
@@ -214,29 +214,10 @@ function summarize(list) {
   };
 }
 
-/**
- * The scenarios `--only` names, from all of them, diagnostics included; without `--only`, the
- * defaults. A name that is no scenario's is an error, not an empty run that reports every target met.
- * @template {{ name: string }} S
- * @param {S[]} all
- * @param {S[]} defaults
- * @returns {S[]}
- */
-function selectScenarios(all, defaults) {
-  if (only === '') return defaults;
-  const names = only.split(',');
-  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
-  if (unknown.length > 0) {
-    throw new Error(
-      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
-    );
-  }
-  return all.filter((scenario) => names.includes(scenario.name));
-}
-
 async function main() {
   const available = new Set((await probeDatabases()).map((database) => database.name));
   const chosen = selectScenarios(
+    only,
     [...scenarios, ...diagnostics],
     [...scenarios, ...(diagnose ? diagnostics : [])],
   );

@@ -243,4 +243,26 @@ function instance(side, index) {
   };
 }
 
-module.exports = { benchScenarios, instance };
+/**
+ * The scenarios `only` (a comma-separated list, `--only`) names, from `all`, diagnostics included;
+ * `defaults` when it is empty. A name that is no scenario's is an error, not an empty run that
+ * reports every target met.
+ * @template {{ name: string }} S
+ * @param {string} only
+ * @param {S[]} all
+ * @param {S[]} defaults
+ * @returns {S[]}
+ */
+function selectScenarios(only, all, defaults) {
+  if (only === '') return defaults;
+  const names = only.split(',');
+  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
+    );
+  }
+  return all.filter((scenario) => names.includes(scenario.name));
+}
+
+module.exports = { benchScenarios, instance, selectScenarios };
