@@ -76,7 +76,7 @@ type End = (this: ServerResponse, ...args: unknown[]) => ServerResponse;
 
 // Every response of the Express copy passes through here, with or without a scope: `arguments`,
 // not a rest parameter, so that the common case allocates nothing.
-function end(this: ServerResponse & { locals?: Locals }): ServerResponse {
+function end(this: ServerResponse): ServerResponse {
   // Looked up on every call, so that a later patch of ServerResponse.prototype.end (an APM agent's,
   // say) still runs.
   const superEnd = (ServerResponse.prototype as unknown as { end: End }).end;

@@ -34,7 +34,7 @@ export function expressLocals(res: unknown): Record<symbol, unknown> | undefined
  * Express gives every response (and, on Express 5, every request) a hidden class of its own, so a
  * named read (`res.locals`) misses V8's inline cache every time and is looked up by the IC
  * runtime. `Reflect.get` compiles to a call of V8's generic property lookup, which finds the same
- * property in generated code: 1.3–2× faster, 150–280 ns less per read on Node 20
+ * property in generated code: 1.3–2× faster, 83–275 ns less per read on Node 20
  * (`node scripts/bench-property-read.js`).
  *
  * @example
