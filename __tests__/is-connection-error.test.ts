@@ -2,8 +2,8 @@
 // produce for real faults is pinned in __tests__/is-connection-error/{postgres,mariadb,sqlite}.test.ts
 // and recorded in __tests__/is-connection-error/observed-errors.md.
 import { knex } from 'knex';
-import { CommitOutcomeUnknownError, UnsafeRetryError } from '../lib/errors';
-import { isConnectionError, isTransientError } from '../lib/is-connection-error';
+import { CommitOutcomeUnknownError, UnsafeRetryError } from '../lib/core/errors';
+import { isConnectionError, isTransientError } from '../lib/retry/is-connection-error';
 
 type Case = readonly [label: string, error: unknown];
 

@@ -7,8 +7,8 @@ import {
   retryTransaction,
   UnsafeRetryError,
 } from '../lib';
-import { backoffDelay } from '../lib/backoff-delay';
-import { normalizeRetryOptions } from '../lib/retry-options';
+import { backoffDelay } from '../lib/retry/backoff-delay';
+import { normalizeRetryOptions } from '../lib/retry/retry-options';
 
 /** An error every driver could raise for a lost connection (Node's socket error code). */
 function connectionLost(message = 'read ECONNRESET'): Error {

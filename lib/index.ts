@@ -1,6 +1,14 @@
-export type { CommitTracker } from './commit-tracking';
-export type { DbConfig } from './create-knex';
-export { currentDb } from './current-db';
+export type { ScopeMiddleware } from './adapters/scope-middleware';
+export { type Db, withDb } from './adapters/with-db';
+export {
+  type LegacySession,
+  type LegacySessionOptions,
+  withLegacySession,
+} from './adapters/with-legacy-session';
+export type { Wrap } from './adapters/wrap/wrap-handler';
+export type { CommitTracker } from './core/commit-tracking';
+export type { DbConfig } from './core/create-knex';
+export { currentDb } from './core/current-db';
 export {
   CommitOutcomeUnknownError,
   type ErrorCode,
@@ -13,24 +21,16 @@ export {
   SessionLimitError,
   TestDatabaseError,
   UnsafeRetryError,
-} from './errors';
-export { isConnectionError, isTransientError } from './is-connection-error';
-export type { DbOptions } from './normalize-db-options';
-export { parseDatabaseUrl } from './parse-database-url';
-export { redactUrl } from './redact-url';
+} from './core/errors';
+export type { DbOptions } from './core/normalize-db-options';
+export { parseDatabaseUrl } from './core/parse-database-url';
+export { redactUrl } from './core/redact-url';
+export type { Scope } from './core/scope';
+export { isConnectionError, isTransientError } from './retry/is-connection-error';
 export type {
   RetryDecision,
   RetryEvent,
   RetryOptions,
   RetrySessionTarget,
-} from './retry-options';
-export { type RetryDecorator, type Retrying, retryTransaction } from './retry-transaction';
-export type { Scope } from './scope';
-export type { ScopeMiddleware } from './scope-middleware';
-export { type Db, withDb } from './with-db';
-export {
-  type LegacySession,
-  type LegacySessionOptions,
-  withLegacySession,
-} from './with-legacy-session';
-export type { Wrap } from './wrap-handler';
+} from './retry/retry-options';
+export { type RetryDecorator, type Retrying, retryTransaction } from './retry/retry-transaction';

@@ -17,11 +17,11 @@ const { knex: createKnex } = require('knex');
 const { probeDatabases } = require('./probe-databases');
 
 const dist = join(__dirname, '..', 'dist');
-const { openTestDatabaseServer } = require(join(dist, 'testing/test-database-server.js'));
+const { openTestDatabaseServer } = require(join(dist, 'testing/open-test-database-server.js'));
 const { createTestRun, dropTestRun } = require(join(dist, 'testing/test-run.js'));
 const { createTestRunName } = require(join(dist, 'testing/test-run-name.js'));
 const { deleteAllRows } = require(join(dist, 'testing/delete-all-rows.js'));
-const { parseDatabaseUrl } = require(join(dist, 'parse-database-url.js'));
+const { parseDatabaseUrl } = require(join(dist, 'core/parse-database-url.js'));
 
 /** @param {string} name @param {number} fallback */
 function option(name, fallback) {

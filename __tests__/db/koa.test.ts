@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Knex } from 'knex';
 import Koa3 from 'koa';
 import request from 'supertest';
-import '../../lib/koa';
+import '../../lib/adapters/koa';
 import {
   currentDb,
   type Db,

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
 import supertest from 'supertest';
-import '../../lib/koa';
+import '../../lib/adapters/koa';
 import type { Knex } from 'knex';
 import {
   type Db,

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { type Db, withDb } from '../../lib';
-import '../../lib/koa';
+import '../../lib/adapters/koa';
 import {
   AbortProbe,
   createExpressSoakApp,

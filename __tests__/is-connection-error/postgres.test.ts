@@ -2,7 +2,7 @@
 // a driver upgrade that changes it fails here, not in production) and its classification. The
 // shapes are recorded in observed-errors.md.
 import type { Knex } from 'knex';
-import { isConnectionError, isTransientError } from '../../lib/is-connection-error';
+import { isConnectionError, isTransientError } from '../../lib/retry/is-connection-error';
 import {
   closedPort,
   connectionErrorEvents,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Knex } from 'knex';
-import { isConnectionError, isTransientError } from '../../lib/is-connection-error';
+import { isConnectionError, isTransientError } from '../../lib/retry/is-connection-error';
 import { knexes, rejection, shapes, uniqueName } from './support';
 
 const file = join(tmpdir(), `${uniqueName('knex-scope-ice')}.sqlite`);

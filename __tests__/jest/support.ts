@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { knex as createKnex, type Knex } from 'knex';
-import { parseDatabaseUrl } from '../../lib/parse-database-url';
+import { parseDatabaseUrl } from '../../lib/core/parse-database-url';
 import { serverUrl } from '../is-connection-error/support';
 
 /** A database server (or SQLite folder) to run the kit against, inspected without the kit. */

@@ -1,10 +1,10 @@
 import { availableParallelism } from 'node:os';
-import { InvalidConfigError, isKnexScopeError, TestDatabaseError } from '../errors';
-import { parseDatabaseUrl } from '../parse-database-url';
-import { redactUrl } from '../redact-url';
+import { InvalidConfigError, isKnexScopeError, TestDatabaseError } from '../core/errors';
+import { parseDatabaseUrl } from '../core/parse-database-url';
+import { redactUrl } from '../core/redact-url';
 import type { TestSchemaOptions } from '../testing/build-test-schema';
+import { openTestDatabaseServer } from '../testing/open-test-database-server';
 import { removeTestLeftovers } from '../testing/remove-test-leftovers';
-import { openTestDatabaseServer } from '../testing/test-database-server';
 import {
   defaultTestDbUrl,
   readTestEnv,

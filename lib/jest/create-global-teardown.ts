@@ -1,4 +1,4 @@
-import { openTestDatabaseServer } from '../testing/test-database-server';
+import { openTestDatabaseServer } from '../testing/open-test-database-server';
 import { readTestRun, resolveNamespace, testEnv, testEnvKey } from '../testing/test-env';
 import { dropTestRun } from '../testing/test-run';
 import { testRunRegistry } from './test-run-registry';

@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Knex } from 'knex';
-import { InvalidConfigError } from '../errors';
+import { InvalidConfigError } from '../core/errors';
 
 /** A function that creates the tables on the Knex it is given (nameko's `model_base`). */
 export type SchemaFunction = (knex: Knex) => unknown;

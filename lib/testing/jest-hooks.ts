@@ -1,4 +1,4 @@
-import { InvalidConfigError } from '../errors';
+import { InvalidConfigError } from '../core/errors';
 
 type Hook = (fn: () => unknown, timeout?: number) => void;
 

@@ -1,5 +1,5 @@
 import { knex as createKnex, type Knex } from 'knex';
-import { parseDatabaseUrl } from '../parse-database-url';
+import { parseDatabaseUrl } from '../core/parse-database-url';
 import { replaceDatabase } from './replace-database';
 import type { TestDatabaseServer } from './test-database-server';
 import { testRunMarker } from './test-run-name';

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
-import { TestDatabaseError } from '../errors';
-import { parseDatabaseUrl } from '../parse-database-url';
-import { redactUrl } from '../redact-url';
-import { openTestDatabaseServer } from './test-database-server';
+import { TestDatabaseError } from '../core/errors';
+import { parseDatabaseUrl } from '../core/parse-database-url';
+import { redactUrl } from '../core/redact-url';
+import { openTestDatabaseServer } from './open-test-database-server';
 import {
   defaultTestDbUrl,
   readTestEnv,

@@ -1,4 +1,4 @@
-import { InvalidConfigError } from '../errors';
+import { InvalidConfigError } from '../core/errors';
 
 /** What kind of database a test run lives on. */
 export type TestDatabaseKind = 'postgres' | 'mysql' | 'sqlite';

@@ -1,5 +1,5 @@
 import { knex as createKnex, type Knex } from 'knex';
-import { parseDatabaseUrl } from '../parse-database-url';
+import { parseDatabaseUrl } from '../core/parse-database-url';
 import { buildTestSchema, type TestSchemaOptions } from './build-test-schema';
 import type { TestDatabaseServer } from './test-database-server';
 import type { TestRun } from './test-env';

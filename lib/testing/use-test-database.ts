@@ -1,9 +1,9 @@
 import { knex as createKnex, type Knex } from 'knex';
-import { InvalidConfigError, SessionLimitError } from '../errors';
-import type { DbOptions } from '../normalize-db-options';
-import { parseDatabaseUrl } from '../parse-database-url';
-import type { Scope } from '../scope';
-import { type Db, withDb } from '../with-db';
+import { type Db, withDb } from '../adapters/with-db';
+import { InvalidConfigError, SessionLimitError } from '../core/errors';
+import type { DbOptions } from '../core/normalize-db-options';
+import { parseDatabaseUrl } from '../core/parse-database-url';
+import type { Scope } from '../core/scope';
 import { buildTestSchema, type TestSchemaOptions } from './build-test-schema';
 import { dbEngineOptions } from './db-engine-options';
 import { deleteAllRows } from './delete-all-rows';

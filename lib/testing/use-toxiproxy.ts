@@ -1,5 +1,5 @@
-import { InvalidConfigError } from '../errors';
-import { parseDatabaseUrl } from '../parse-database-url';
+import { InvalidConfigError } from '../core/errors';
+import { parseDatabaseUrl } from '../core/parse-database-url';
 import { jestHooks } from './jest-hooks';
 import { type TestDatabaseTarget, testDatabaseUrl } from './test-database-url';
 import { readTestEnv, readTestRun, resolveNamespace, testEnv } from './test-env';

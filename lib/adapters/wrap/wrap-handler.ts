@@ -1,5 +1,5 @@
-import { type Scope, type ScopeCore, scopeControl } from './scope';
-import { scopeStorage } from './scope-storage';
+import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
+import { scopeStorage } from '../../core/scope-storage';
 
 /** `db.wrap`: gives any async function a scope of its own, as its first argument. */
 export type Wrap<Value> = <This, A extends unknown[], R>(

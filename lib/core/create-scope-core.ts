@@ -2,6 +2,7 @@ import { createKnex, type DbConfig } from './create-knex';
 import { destroyer } from './destroyer';
 import { normalizeDbOptions, transactionFor } from './normalize-db-options';
 import type { ScopeCore } from './scope';
+import { scopeStorage } from './scope-storage';
 
 /** A scope core, plus what `withDb` and `withLegacySession` build around it. */
 export interface ScopeSetup {
@@ -29,7 +30,13 @@ export function createScopeCore(
   try {
     const transaction = transactionFor(knex, normalized.transaction);
     return {
-      core: { knex, transaction, context: normalized.currentDb, owner: undefined },
+      core: {
+        knex,
+        transaction,
+        begin: () => scopeStorage.exit(() => knex.transaction(transaction)),
+        context: normalized.currentDb,
+        owner: undefined,
+      },
       property: normalized.property,
       destroy,
     };

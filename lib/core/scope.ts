@@ -6,6 +6,12 @@ import { Session, type SessionKind } from './session';
 export interface ScopeCore {
   readonly knex: Knex;
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
+  /**
+   * Opens a transaction with `transaction`'s settings, outside every scope's async context, so
+   * that the pool's promises and timers, which outlive the request, do not keep the scope
+   * reachable.
+   */
+  readonly begin: () => Promise<Knex.Transaction>;
   /** Run every scope in `scopeStorage`, so that `currentDb()` finds it (the `currentDb` option). */
   readonly context: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
@@ -209,7 +215,7 @@ export class Scope {
           'Commit or roll back a session first, or raise pool.max.',
       );
     }
-    const session = new Session(++this.#count, kind, this.knex, this.#core.transaction, this, open);
+    const session = new Session(++this.#count, kind, this.#core.begin, this.knex, this, open);
     open.add(session);
     return session;
   }

@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
-import type { DbConfig } from './create-knex';
-import { createScopeCore } from './create-scope-core';
-import type { DbOptions } from './normalize-db-options';
-import { requestSlot } from './request-slot';
-import { scopeControl } from './scope';
+import type { DbConfig } from '../core/create-knex';
+import { createScopeCore } from '../core/create-scope-core';
+import type { DbOptions } from '../core/normalize-db-options';
+import { scopeControl } from '../core/scope';
+import { contextFree } from '../core/scope-storage';
+import { requestSlot } from './express/request-slot';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
-import { contextFree } from './scope-storage';
-import { type Wrap, wrapHandler } from './wrap-handler';
+import { type Wrap, wrapHandler } from './wrap/wrap-handler';
 
 /** Options of `withLegacySession`: as `withDb`'s, with `property` defaulting to `dbSession`. */
 export type LegacySessionOptions = DbOptions;

@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { type IncomingMessage, OutgoingMessage, type ServerResponse } from 'node:http';
 import type { Knex } from 'knex';
+import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
+import { scopeStorage } from '../../core/scope-storage';
+import type { Attach } from '../attach';
 import { endWithResponse, forgetEnd } from './end-with-response';
 import { readProperty } from './express-base';
 import { Deferred } from './request-slot';
-import { type Scope, type ScopeCore, scopeControl } from './scope';
-import { scopeStorage } from './scope-storage';
 
 declare global {
   // Express reads request augmentations from this global namespace (@types/express-serve-static-core).
@@ -18,12 +19,6 @@ declare global {
     }
   }
 }
-
-/**
- * Puts the scope (or what it opens) on the request (`target`: Express's `req`, Koa's `ctx`; `res`:
- * Express's response, undefined for Koa); a promise delays the handler until it resolves.
- */
-export type Attach = (target: object, scope: Scope, res: unknown) => Promise<void> | undefined;
 
 /**
  * `withDb`'s fast path on Express (`RequestSlot.defer`): puts a scope that is opened on the first

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
+import type { Scope } from '../core/scope';
 import { isConnectionError } from './is-connection-error';
-import type { Scope } from './scope';
 
 /** What `retryTransaction` rolls back before a retry: a Knex transaction or a whole scope. */
 export type RetrySessionTarget = Knex.Transaction | Scope;

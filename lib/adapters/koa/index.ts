@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import type {} from 'koa';
-import type { Scope } from './scope';
+import type { Scope } from '../../core/scope';
 
-export * from './index';
+export * from '../../index';
 
 // Importing 'knex-scope/koa' (or anything from it) types ctx.db and ctx.dbSession; the main entry
 // cannot, because augmenting 'koa' fails to compile where Koa's types are not installed.

@@ -1,4 +1,4 @@
-import { isKnexScopeError } from './errors';
+import { isKnexScopeError } from '../core/errors';
 
 /**
  * Node.js socket and DNS error codes (`error.code`): the network between client and server failed.

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import type { Attach } from './express-middleware';
-import { type Scope, type ScopeCore, scopeControl } from './scope';
-import { scopeStorage } from './scope-storage';
+import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
+import { scopeStorage } from '../../core/scope-storage';
+import type { Attach } from '../attach';
 
 /** The part of a Koa context knex-scope uses. */
 export interface KoaContextLike {

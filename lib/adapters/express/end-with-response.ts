@@ -1,6 +1,6 @@
 import { ServerResponse } from 'node:http';
+import { type Scope, scopeControl } from '../../core/scope';
 import { expressBase, expressLocals } from './express-base';
-import { type Scope, scopeControl } from './scope';
 
 const endKey = Symbol('knex-scope.end');
 

@@ -1,7 +1,10 @@
+import { commitTracking } from '../core/commit-tracking';
+import { isKnexScopeError, UnsafeRetryError } from '../core/errors';
+import { Scope, scopeControl } from '../core/scope';
+import { scopeStorage } from '../core/scope-storage';
+import { sessionOwner } from '../core/session';
 import { AttemptTracker } from './attempt-tracker';
 import { backoffDelay } from './backoff-delay';
-import { commitTracking } from './commit-tracking';
-import { isKnexScopeError, UnsafeRetryError } from './errors';
 import {
   isKnexTransaction,
   type NormalizedRetryOptions,
@@ -10,9 +13,6 @@ import {
   type RetryOptions,
   type RetrySessionTarget,
 } from './retry-options';
-import { Scope, scopeControl } from './scope';
-import { scopeStorage } from './scope-storage';
-import { sessionOwner } from './session';
 
 /** A function wrapped by `retryTransaction`: same parameters and `this`, always async. */
 export type Retrying<This, A extends unknown[], R> = (
@@ -181,7 +181,8 @@ function resolveTarget(
 
 function scopeOf(target: RetrySessionTarget | undefined): Scope | undefined {
   if (target === undefined || target instanceof Scope) return target;
-  return sessionOwner(target);
+  const owner = sessionOwner(target);
+  return owner instanceof Scope ? owner : undefined;
 }
 
 /** Aborted with the caller's signal, or when the request of the scope the attempt ran in ends. */

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
+import type { CommitTracker } from '../core/commit-tracking';
+import { CommitOutcomeUnknownError } from '../core/errors';
 import { captureTransactionId, resolveCommitOutcome } from './commit-outcome';
-import type { CommitTracker } from './commit-tracking';
-import { CommitOutcomeUnknownError } from './errors';
 import { isConnectionError } from './is-connection-error';
 
 function dialectOf(trx: Knex.Transaction): string {

@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
-import type { DbConfig } from './create-knex';
-import { createScopeCore } from './create-scope-core';
-import type { DbOptions } from './normalize-db-options';
-import { requestSlot } from './request-slot';
-import type { Scope } from './scope';
+import type { DbConfig } from '../core/create-knex';
+import { createScopeCore } from '../core/create-scope-core';
+import type { DbOptions } from '../core/normalize-db-options';
+import type { Scope } from '../core/scope';
+import { contextFree } from '../core/scope-storage';
+import { requestSlot } from './express/request-slot';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
-import { contextFree } from './scope-storage';
-import { type Wrap, wrapHandler } from './wrap-handler';
+import { type Wrap, wrapHandler } from './wrap/wrap-handler';
 
 /**
  * What `withDb` returns: a middleware for Express and Koa (`app.use(db)`), plus `db.wrap` for

@@ -1,11 +1,7 @@
-import {
-  type Attach,
-  type Defer,
-  type ExpressHandler,
-  expressMiddleware,
-} from './express-middleware';
-import { type KoaContextLike, type KoaHandler, koaMiddleware } from './koa-middleware';
-import type { ScopeCore } from './scope';
+import type { ScopeCore } from '../core/scope';
+import type { Attach } from './attach';
+import { type Defer, type ExpressHandler, expressMiddleware } from './express/express-middleware';
+import { type KoaContextLike, type KoaHandler, koaMiddleware } from './koa/koa-middleware';
 
 /** A middleware that works in Express 4/5 (`req, res, next`) and Koa 2/3 (`ctx, next`). */
 export interface ScopeMiddleware {

@@ -1,10 +1,8 @@
 import type { Knex } from 'knex';
+import { isConnectionError } from '../retry/is-connection-error';
 import { commitTracking } from './commit-tracking';
 import { type DriverConnection, isClosed, refusedBeforeSending } from './connection-state';
 import { ScopeClosedError, SessionClosedError } from './errors';
-import { isConnectionError } from './is-connection-error';
-import type { Scope } from './scope';
-import { scopeStorage } from './scope-storage';
 
 /** How a session was asked for; it names the session in error messages. */
 export type SessionKind = 'lazy' | 'explicit' | 'callback' | 'eager';
@@ -39,22 +37,22 @@ const noop = () => {};
 
 const finished = Promise.resolve(undefined as unknown as Knex.Transaction);
 
-// The owner rides on the session's own `commit` wrapper. Not a WeakMap: an entry per transaction
+// The owner (the scope) rides on the session's own `commit` wrapper. Not a WeakMap: an entry per transaction
 // made every garbage collection walk thousands of ephemerons. Not a property of the transaction:
 // knex's transaction object is a dictionary-mode function with ~200 properties, and one more made
 // V8 grow and copy its dictionary, 12 KB of garbage per transaction (BENCHMARKS.md).
 const ownerKey = Symbol('knex-scope.owner');
 
-type OwnedCommit = Knex.Transaction['commit'] & { [ownerKey]?: Scope };
+type OwnedCommit = Knex.Transaction['commit'] & { [ownerKey]?: object };
 
 /**
- * The scope that handed out `trx`, or undefined for a transaction knex-scope did not open.
- * Internal to knex-scope.
+ * The owner given to the session that handed out `trx` (its scope), or undefined for a
+ * transaction knex-scope did not open. Internal to knex-scope.
  *
  * @example
  * const scope = sessionOwner(req.dbSession);
  */
-export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
+export function sessionOwner(trx: Knex.Transaction): object | undefined {
   return (trx.commit as OwnedCommit)[ownerKey];
 }
 
@@ -67,7 +65,7 @@ export function sessionOwner(trx: Knex.Transaction): Scope | undefined {
  * Internal to knex-scope.
  *
  * @example
- * const session = new Session(1, 'explicit', knex, undefined, scope, open); // leaves `open` when done
+ * const session = new Session(1, 'explicit', core.begin, knex, scope, open); // leaves `open` when done
  * const trx = await session.ready;
  */
 export class Session {
@@ -83,15 +81,15 @@ export class Session {
   #pending: Promise<void> | undefined;
   readonly #open: Set<Session>;
   readonly #knex: Knex;
-  readonly #owner: Scope;
+  readonly #owner: object;
   #commitUndelivered = false;
 
   constructor(
     id: number,
     kind: SessionKind,
+    begin: () => Promise<Knex.Transaction>,
     knex: Knex,
-    config: Knex.TransactionConfig | undefined,
-    owner: Scope,
+    owner: object,
     open: Set<Session>,
   ) {
     this.id = id;
@@ -99,17 +97,13 @@ export class Session {
     this.#knex = knex;
     this.#owner = owner;
     this.#open = open;
-    // Outside the scope's async context, so that the pool's promises and timers, which outlive
-    // the request, do not keep the scope reachable.
-    this.ready = scopeStorage
-      .exit(() => knex.transaction(config))
-      .then(
-        (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
-        (error: unknown) => {
-          this.#finish('failed');
-          throw error;
-        },
-      );
+    this.ready = begin().then(
+      (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
+      (error: unknown) => {
+        this.#finish('failed');
+        throw error;
+      },
+    );
     this.ready.catch(noop);
   }
 
