@@ -1,3 +1,4 @@
+import { openTransaction } from './commit-tracking';
 import { createKnex, type DbConfig } from './create-knex';
 import { destroyer } from './destroyer';
 import { normalizeDbOptions, transactionFor } from './normalize-db-options';
@@ -33,7 +34,7 @@ export function createScopeCore(
       core: {
         knex,
         transaction,
-        begin: () => scopeStorage.exit(() => knex.transaction(transaction)),
+        begin: () => scopeStorage.exit(() => openTransaction(knex, transaction)),
         context: normalized.currentDb,
         owner: undefined,
       },

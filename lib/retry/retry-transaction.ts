@@ -28,6 +28,8 @@ export type RetryDecorator = <This, A extends unknown[], R>(
 const noop = () => {};
 
 let attemptsInFlight = 0;
+/** Numbers the calls of this process, so that XA transaction ids say which call made them. */
+let calls = 0;
 
 /**
  * Re-runs `fn` with the same arguments and `this` when it fails with a connection error
@@ -101,8 +103,15 @@ async function run(
   const ambient = scopeStorage.getStore(); // undefined unless the scope's db has currentDb: true
   const { onRetry } = options;
   let reopen: Promise<void> | undefined;
+  calls = (calls + 1) % Number.MAX_SAFE_INTEGER;
+  const call = calls.toString(36);
   for (let attempt = 1; ; attempt++) {
-    const tracker = new AttemptTracker(commitTracking.getStore());
+    const tracker = new AttemptTracker(
+      commitTracking.getStore(),
+      options.commitOutcome,
+      call,
+      attempt,
+    );
     let error: unknown;
     attemptsInFlight++;
     try {
@@ -152,7 +161,9 @@ async function run(
     }
     const delay = backoffDelay(attempt, options.backoffFactor, options.backoffMax);
     report('retry', delay);
-    await options.sleep(delay, signal);
+    // A statement (or COMMIT) of this attempt may still run on the server after its connection
+    // was cut: end it before the retry runs beside it.
+    await Promise.all([options.sleep(delay, signal), tracker.endLostSessions()]);
     if (signal?.aborted) {
       onRetry?.({ decision: 'aborted', error, attempt, delay: 0 });
       throw error;
