@@ -1,9 +1,8 @@
-import { openTransaction } from './commit-tracking';
 import { createKnex, type DbConfig } from './create-knex';
 import { destroyer } from './destroyer';
-import { normalizeDbOptions, transactionFor } from './normalize-db-options';
+import { normalizeDbOptions, settingsFor, transactionFor } from './normalize-db-options';
 import type { ScopeCore } from './scope';
-import { scopeStorage } from './scope-storage';
+import { transactionStarter } from './transaction-starter';
 
 /** A scope core, plus what `withDb` and `withLegacySession` build around it. */
 export interface ScopeSetup {
@@ -30,11 +29,13 @@ export function createScopeCore(
   const destroy = destroyer(knex, owned);
   try {
     const transaction = transactionFor(knex, normalized.transaction);
+    const settings = settingsFor(knex, normalized.settings);
     return {
       core: {
         knex,
         transaction,
-        begin: () => scopeStorage.exit(() => openTransaction(knex, transaction)),
+        begin: transactionStarter(knex, transaction, settings),
+        maxSessions: normalized.maxSessionsPerScope,
         context: normalized.currentDb,
         owner: undefined,
       },

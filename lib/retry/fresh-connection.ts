@@ -9,6 +9,7 @@ export type FreshQuery = (
 interface RawClient {
   dialect?: string;
   connectionConfigProvider?: () => Promise<Record<string, unknown>>;
+  connectionConfigExpirationChecker?: (() => boolean) | null;
   connectionSettings?: unknown;
   acquireRawConnection(): Promise<RawConnection>;
   destroyRawConnection(connection: RawConnection): Promise<void>;
@@ -46,10 +47,17 @@ export async function withFreshConnection<T>(
   work: (query: FreshQuery) => Promise<T>,
 ): Promise<T> {
   const client = knex.client as unknown as RawClient;
-  if (typeof client.connectionConfigProvider === 'function') {
-    // knex's pool asks a `connection` function before every new connection (the failover
-    // pattern); so does this one, so that it reaches the server the pool would reach now.
-    const settings = { ...(await client.connectionConfigProvider()) };
+  const provider = client.connectionConfigProvider;
+  const expired = client.connectionConfigExpirationChecker;
+  if (typeof provider === 'function' && typeof expired === 'function' && expired()) {
+    // A `connection` function (the failover pattern): asked again when its own expiration
+    // checker says so, as knex's pool does before a new connection (lib/client.js), so that
+    // this connection reaches the server the pool would reach now.
+    const settings = { ...(await provider()) };
+    client.connectionConfigExpirationChecker =
+      typeof settings.expirationChecker === 'function'
+        ? (settings.expirationChecker as () => boolean)
+        : null;
     delete settings.expirationChecker;
     client.connectionSettings = settings;
   }

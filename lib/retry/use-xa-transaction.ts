@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { DriverConnection } from '../core/connection-state';
 import { CommitOutcomeUnknownError } from '../core/errors';
-import { isConnectionError } from './is-connection-error';
+import { isConnectionError, refusedByServer } from './is-connection-error';
 import type { ServerSession } from './server-session';
 import { settleXaBranch } from './settle-xa-branch';
 import { type Xid, xidSql } from './xa-xid';
@@ -59,8 +59,9 @@ export function useXaTransaction(trxClient: TxClient, branch: XaBranch): void {
       step = 'commit';
       return await direct.call(client, connection, `XA COMMIT ${xid}`);
     } catch (error) {
-      if (step !== 'commit' && !isConnectionError(error)) {
-        // The server refused END or PREPARE (a deadlock, XA_RB*): not prepared, so not applied.
+      if (step !== 'commit' && (!isConnectionError(error) || refusedByServer(error))) {
+        // The server refused END or PREPARE (a deadlock, XA_RB*, a Galera node outside the
+        // primary component): not prepared, so not applied.
         await direct.call(client, connection, `XA ROLLBACK ${xid}`).catch(() => {
           connection.__knex__disposed ??= error; // the server rolls it back with the connection
         });
