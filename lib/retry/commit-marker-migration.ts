@@ -19,7 +19,10 @@ export const commitMarkerMigrationName = '20250601000000_knex_scope_commit_marke
  * // migrations/20250601000000_knex_scope_commit_markers.js
  * module.exports = require('knex-scope').commitMarkerMigration;
  */
-export const commitMarkerMigration: Required<Pick<Knex.Migration, 'up' | 'down'>> = {
+export const commitMarkerMigration: {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+} = {
   async up(knex: Knex): Promise<void> {
     await knex.schema.createTable(commitMarkerTable, (table) => {
       table.string('token', 40).primary();
