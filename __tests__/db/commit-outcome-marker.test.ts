@@ -197,6 +197,39 @@ describe("commitOutcome: 'marker'", () => {
     }
   });
 
+  onServer.each(['lazy', 'eager'] as const)(
+    'a READ ONLY %s session writes no marker; its lost COMMIT is simply retried',
+    async (kind) => {
+      await admin(table).insert({ name: 'existing' });
+      const readOnly = { transaction: { readOnly: true } };
+      const legacy = kind === 'eager' ? withLegacySession(testConfig(), readOnly) : undefined;
+      const scoped = kind === 'lazy' ? withDb(testConfig(), readOnly) : undefined;
+      const app = express();
+      app.use((legacy ?? scoped) as express.RequestHandler);
+      let calls = 0;
+      app.get(
+        '/count',
+        retryTransaction(
+          async (req: express.Request, res: express.Response) => {
+            calls++;
+            const trx = legacy === undefined ? await req.db.session : req.dbSession;
+            const [row] = await trx(table).count<{ n: number }[]>({ n: '*' });
+            if (calls === 1) await cutAt(trx, (sql) => sql === 'COMMIT;', 'after');
+            await trx.commit();
+            res.json({ n: Number(row?.n), calls });
+          },
+          { session: (req) => (legacy === undefined ? req.db : req.dbSession), ...marker },
+        ),
+      );
+      try {
+        await supertest(app).get('/count').expect(200, { n: 1, calls: 2 });
+        expect(await countRows(admin, commitMarkerTable)).toBe(0);
+      } finally {
+        await (legacy ?? scoped)?.destroy();
+      }
+    },
+  );
+
   it('without the marker table: CommitOutcomeUnsupportedError naming the migration', async () => {
     await commitMarkerMigration.down(admin);
     try {

@@ -21,6 +21,8 @@ interface SessionRecord {
   server: ServerSession | undefined;
   /** Opened as an XA transaction (useXaTransaction settles its COMMIT itself). */
   readonly xa: boolean;
+  /** A READ ONLY transaction: it can write no marker, and a lost COMMIT of it lost nothing. */
+  readOnly: boolean;
   /** The marker row written right before COMMIT (`'marker'`). */
   marker?: string | undefined;
   /** PostgreSQL's transaction id, noted right before COMMIT (`'auto'`). */
@@ -106,6 +108,7 @@ export class AttemptTracker implements CommitTracker {
       connection: undefined,
       server: undefined,
       xa: this.#mode === 'xa',
+      readOnly: config?.readOnly === true,
       done: false,
     };
     this.#begun.push(record);
@@ -151,9 +154,14 @@ export class AttemptTracker implements CommitTracker {
     }
     const dialect = dialectOf(trx);
     if (this.#mode === 'marker') {
+      const known = record ?? (await this.#recordOutside(trx, true));
+      if (known.readOnly) return;
       const token = newMarkerToken();
       const backend = await insertCommitMarker(trx, token);
-      const known = record ?? (await this.#recordOutside(trx));
+      if (backend === 'read only') {
+        known.readOnly = true;
+        return;
+      }
       known.marker = token;
       known.server ??= backend;
       return;
@@ -180,6 +188,8 @@ export class AttemptTracker implements CommitTracker {
     const record = records.get(trx);
     // useXaTransaction settled it already: a connection error left means it was never prepared.
     if (record?.xa === true) return false;
+    // It could write nothing: whether its COMMIT arrived changes nothing, and a retry is safe.
+    if (record?.readOnly === true) return false;
     const dialect = dialectOf(trx);
     const deadline = Date.now() + lookupTimeout;
     if (record?.marker !== undefined) {
@@ -251,17 +261,40 @@ export class AttemptTracker implements CommitTracker {
     return true;
   }
 
-  /** A record for a session opened outside any attempt (an eager session), made at its COMMIT. */
-  async #recordOutside(trx: Knex.Transaction): Promise<SessionRecord> {
+  /**
+   * A record for a session opened outside any attempt (an eager session), made at its COMMIT.
+   * `marker`: on PostgreSQL it must also be known whether the transaction is READ ONLY (where the
+   * marker's INSERT would fail and abort it), which costs a round trip, folded with the backend's
+   * pid; MySQL/MariaDB refuses such an INSERT without aborting the transaction.
+   */
+  async #recordOutside(trx: Knex.Transaction, marker = false): Promise<SessionRecord> {
     const client = trx.client as unknown as TxClient &
       QueryClient & { acquireConnection(): Promise<DriverConnection> };
     const connection = await client.acquireConnection();
     let server: ServerSession | undefined;
+    let readOnly = false;
     if (dialectOf(trx) === 'mysql') {
       const info = await mysqlSessionInfo(client, connection);
       if (!info.proxied) server = { dialect: 'mysql', id: info.id, server: info.server };
+    } else if (marker && dialectOf(trx) === 'postgresql') {
+      const { rows } = (await trx.raw(
+        "select current_setting('transaction_read_only') = 'on' as ro, pg_backend_pid() as pid, " +
+          'now()::text as started',
+      )) as { rows: { ro: boolean; pid: number; started: string }[] };
+      const row = rows[0];
+      readOnly = row?.ro === true;
+      if (row !== undefined) {
+        server = { dialect: 'postgresql', pid: Number(row.pid), started: row.started };
+      }
     }
-    const record: SessionRecord = { knex: trx, connection, server, xa: false, done: false };
+    const record: SessionRecord = {
+      knex: trx,
+      connection,
+      server,
+      xa: false,
+      readOnly,
+      done: false,
+    };
     records.set(trx, record);
     return record;
   }

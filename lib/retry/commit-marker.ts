@@ -34,7 +34,9 @@ export function markerTokenAt(date: Date): string {
 
 /**
  * Inserts the marker row `token` in the open transaction `trx`. On PostgreSQL the same round
- * trip returns the backend it runs on. A missing table is a CommitOutcomeUnsupportedError.
+ * trip returns the backend it runs on. A missing table is a CommitOutcomeUnsupportedError;
+ * `'read only'` when MySQL/MariaDB refused the INSERT in a READ ONLY transaction (which it
+ * leaves open; PostgreSQL would abort it, so READ ONLY must be known before there).
  *
  * @example
  * const backend = await insertCommitMarker(trx, token); // PostgreSQL: { pid, started }
@@ -42,7 +44,7 @@ export function markerTokenAt(date: Date): string {
 export async function insertCommitMarker(
   trx: Knex.Transaction,
   token: string,
-): Promise<ServerSession | undefined> {
+): Promise<ServerSession | 'read only' | undefined> {
   const dialect = (trx.client as { dialect?: string }).dialect;
   try {
     if (dialect === 'postgresql') {
@@ -57,6 +59,8 @@ export async function insertCommitMarker(
     await trx.raw(`insert into ${commitMarkerTable} (token) values (?)`, [token]);
     return undefined;
   } catch (error) {
+    // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: a statement error, the transaction goes on.
+    if ((error as { errno?: unknown }).errno === 1792) return 'read only';
     if (!isMissingTable(error)) throw error;
     throw new CommitOutcomeUnsupportedError(
       `retryTransaction({ commitOutcome: 'marker' }) writes a row in table ${commitMarkerTable}, ` +
