@@ -238,15 +238,27 @@ export class AttemptTracker implements CommitTracker {
   /**
    * Ends the server sessions of this attempt's transactions whose connection died while they
    * might still be running there, so that a retry never runs beside its predecessor. Never
-   * rejects; waits at most 10 s.
+   * rejects; waits at most 10 s, and no longer once `signal` is aborted (the ending goes on).
    */
-  async endLostSessions(): Promise<void> {
+  async endLostSessions(signal?: AbortSignal): Promise<void> {
     const deadline = Date.now() + ghostTimeout;
-    await Promise.all(
-      this.#begun
-        .filter((r) => !r.done && r.connection !== undefined && isClosed(r.connection, noMark))
-        .map((r) => this.#ended(r.knex, r, deadline)),
+    const lost = this.#begun.filter(
+      (r) => !r.done && r.connection !== undefined && isClosed(r.connection, noMark),
     );
+    if (lost.length === 0 || signal?.aborted) return;
+    const ending = Promise.all(lost.map((r) => this.#ended(r.knex, r, deadline)));
+    if (signal === undefined) {
+      await ending;
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      signal.addEventListener('abort', done, { once: true });
+      ending.then(done, done);
+    });
   }
 
   /** Ends the record's server session once; true if it no longer runs. */

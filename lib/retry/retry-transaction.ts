@@ -163,7 +163,7 @@ async function run(
     report('retry', delay);
     // A statement (or COMMIT) of this attempt may still run on the server after its connection
     // was cut: end it before the retry runs beside it.
-    await Promise.all([options.sleep(delay, signal), tracker.endLostSessions()]);
+    await Promise.all([options.sleep(delay, signal), tracker.endLostSessions(signal)]);
     if (signal?.aborted) {
       onRetry?.({ decision: 'aborted', error, attempt, delay: 0 });
       throw error;
