@@ -40,9 +40,12 @@ let calls = 0;
  *
  * Beyond the seed, it never duplicates work: if the attempt had already committed a transaction
  * opened through knex-scope, it throws UnsafeRetryError instead of retrying (unless
- * `allowReplay`); if the connection died during COMMIT it asks PostgreSQL whether the commit
- * happened (and returns normally if it did), and elsewhere throws CommitOutcomeUnknownError. It
- * stops once the request's scope has ended (client gone) or `options.signal` is aborted.
+ * `allowReplay`); if the connection died during COMMIT it finds out whether the commit happened
+ * (and returns normally if it did) as `commitOutcome` says — `'auto'`: PostgreSQL's
+ * `txid_status`, elsewhere CommitOutcomeUnknownError; `'xa'`: MySQL/MariaDB XA; `'marker'`: a
+ * marker row — and before any retry or lookup it ends the failed attempt's server sessions that
+ * may still be running. It stops once the request's scope has ended (client gone) or
+ * `options.signal` is aborted.
  *
  * @example
  * app.get('/orders/count', retryTransaction(async (req, res) => {
