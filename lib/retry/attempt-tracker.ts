@@ -282,13 +282,18 @@ export class AttemptTracker implements CommitTracker {
   async #recordOutside(trx: Knex.Transaction, marker = false): Promise<SessionRecord> {
     const client = trx.client as unknown as TxClient &
       QueryClient & { acquireConnection(): Promise<DriverConnection> };
-    const connection = await client.acquireConnection();
+    const dialect = dialectOf(trx);
+    // SQLite runs in-process: no connection to lose, no server session to end.
+    const connection =
+      dialect === 'mysql' || dialect === 'postgresql'
+        ? await client.acquireConnection()
+        : undefined;
     let server: ServerSession | undefined;
     let readOnly = false;
-    if (dialectOf(trx) === 'mysql') {
+    if (dialect === 'mysql' && connection !== undefined) {
       const info = await mysqlSessionInfo(client, connection);
       if (!info.proxied) server = { dialect: 'mysql', id: info.id, server: info.server };
-    } else if (marker && dialectOf(trx) === 'postgresql') {
+    } else if (dialect === 'postgresql' && marker) {
       const { rows } = (await trx.raw(
         "select current_setting('transaction_read_only') = 'on' as ro, pg_backend_pid() as pid, " +
           'now()::text as started',
