@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { CommitTracker } from '../core/commit-tracking';
 import { type DriverConnection, isClosed } from '../core/connection-state';
 import { CommitOutcomeUnknownError, CommitOutcomeUnsupportedError } from '../core/errors';
-import { captureBackendAtBegin } from './capture-postgres-backend';
+import { captureBackendAtBegin, observeBackendExit } from './capture-postgres-backend';
 import { insertCommitMarker, lookUpCommitMarker, newMarkerToken } from './commit-marker';
 import { captureTransactionId, resolveCommitOutcome, type TransactionId } from './commit-outcome';
 import { isConnectionError, refusedByServer } from './is-connection-error';
@@ -27,7 +27,10 @@ interface SessionRecord {
   marker?: string | undefined;
   /** PostgreSQL's transaction id, noted right before COMMIT (`'auto'`). */
   transactionId?: TransactionId | undefined;
-  /** Committed, or rolled back on a connection still alive: nothing of it can still run. */
+  /**
+   * Nothing of it can still run on the server: committed, its server session ended by us, or
+   * the server said it is exiting (a PostgreSQL FATAL).
+   */
   done: boolean;
 }
 
@@ -115,6 +118,9 @@ export class AttemptTracker implements CommitTracker {
     return openTrackedTransaction(knex, config, async (trxClient, connection) => {
       record.connection = connection;
       if (postgres) {
+        observeBackendExit(trxClient, connection, () => {
+          record.done = true;
+        });
         captureBackendAtBegin(trxClient, (server) => {
           record.server = server;
         });

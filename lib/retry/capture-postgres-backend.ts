@@ -43,3 +43,49 @@ export function captureBackendAtBegin(
       });
   };
 }
+
+/** The session, if any, to tell when the backend of a pg client says it is exiting. */
+const listening = new WeakMap<object, { exited: () => void }>();
+
+/**
+ * Calls `exited` when the backend of the pg client `connection` says it is exiting with a FATAL
+ * (or PANIC) error — 57P01 when terminated or at shutdown, 25P03 and 57P05 on timeouts — as
+ * the answer to a statement of `trxClient` or, between statements, as the client's 'error'
+ * event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
+ * there is no server session left to end before a retry or a lookup. One listener per
+ * connection, told about the session it runs now. Install before captureBackendAtBegin.
+ * Internal to knex-scope.
+ *
+ * @example
+ * observeBackendExit(trxClient, connection, () => { record.done = true; });
+ */
+export function observeBackendExit(
+  trxClient: TxClient,
+  connection: DriverConnection,
+  exited: () => void,
+): void {
+  const client = connection as DriverConnection & {
+    on?(event: 'error', listener: (error: unknown) => void): void;
+  };
+  const current = listening.get(client);
+  if (current !== undefined) current.exited = exited;
+  else if (typeof client.on === 'function') {
+    const state = { exited };
+    listening.set(client, state);
+    client.on('error', (error) => {
+      if (isExit(error)) state.exited();
+    });
+  }
+  const inner = trxClient.query;
+  trxClient.query = function (this: TxClient, on: DriverConnection, sql: unknown) {
+    return inner.call(this, on, sql).catch((error: unknown) => {
+      if (isExit(error)) exited();
+      throw error;
+    });
+  };
+}
+
+function isExit(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return severity === 'FATAL' || severity === 'PANIC';
+}
