@@ -41,9 +41,13 @@ const databases = option('databases', 'postgres,mariadb').split(',');
 const synchronousCommit = option('synchronous-commit', 'on');
 const table = `bench_commit_outcome_${process.pid}`;
 const markers = `bench_commit_outcome_markers_${process.pid}`;
+// As knex-scope sends it: the system identifier is read only when the server is not the one
+// seen last (pg_control_system() takes ControlFileLock and reads the control file).
 const capture =
   'select txid_current_if_assigned()::text as xid, ' +
-  '(select system_identifier from pg_control_system())::text as system, ' +
+  'pg_postmaster_start_time()::text as postmaster, ' +
+  'case when pg_postmaster_start_time() = $1::timestamptz then null ' +
+  'else (pg_control_system()).system_identifier::text end as system, ' +
   'case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as wal';
 
 let tokens = 0;
@@ -58,6 +62,7 @@ const token = () =>
  */
 function variants(database, q) {
   if (database === 'postgres') {
+    let postmaster = '-infinity';
     const beginPlus = 'BEGIN; select pg_backend_pid() as pid, now()::text as started';
     const insert = `insert into ${table} (v) values ($1)`;
     return {
@@ -80,7 +85,10 @@ function variants(database, q) {
       auto: async () => {
         await q(beginPlus);
         await q(insert, [1]);
-        await q(capture);
+        const { rows } = /** @type {{ rows: { postmaster: string }[] }} */ (
+          await q(capture, [postmaster])
+        );
+        postmaster = rows[0]?.postmaster ?? postmaster;
         await q('COMMIT;');
       },
       marker: async () => {
