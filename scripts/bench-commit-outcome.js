@@ -46,7 +46,7 @@ const markers = `bench_commit_outcome_markers_${process.pid}`;
 const capture =
   'select txid_current_if_assigned()::text as xid, ' +
   'pg_postmaster_start_time()::text as postmaster, ' +
-  'case when pg_postmaster_start_time() = $1::timestamptz then null ' +
+  "case when pg_postmaster_start_time() = '%s'::timestamptz then null " +
   'else (pg_control_system()).system_identifier::text end as system, ' +
   'case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as wal';
 
@@ -86,7 +86,7 @@ function variants(database, q) {
         await q(beginPlus);
         await q(insert, [1]);
         const { rows } = /** @type {{ rows: { postmaster: string }[] }} */ (
-          await q(capture, [postmaster])
+          await q(capture.replace('%s', postmaster))
         );
         postmaster = rows[0]?.postmaster ?? postmaster;
         await q('COMMIT;');

@@ -52,12 +52,13 @@ export async function captureTransactionId(
   withBackend = false,
 ): Promise<{ id: TransactionId; backend?: ServerSession | undefined }> {
   const backend = withBackend ? ', pg_backend_pid() as pid, now()::text as started' : '';
+  // Inlined, not bound: without parameters pg sends the simple protocol, one message instead of
+  // five. The value is the server's own output, checked against its shape when it was kept.
   const result = (await trx.raw(
     'select txid_current_if_assigned()::text as xid, ' +
       'pg_postmaster_start_time()::text as postmaster, ' +
-      'case when pg_postmaster_start_time() = ?::timestamptz then null ' +
+      `case when pg_postmaster_start_time() = '${lastPostmaster}'::timestamptz then null ` +
       `else (pg_control_system()).system_identifier::text end as system, ${timeline}${backend}`,
-    [lastPostmaster],
   )) as {
     rows: {
       xid: string | null;
@@ -75,7 +76,7 @@ export async function captureTransactionId(
     else {
       if (systems.size >= 16) systems.clear();
       systems.set(row.postmaster, system);
-      lastPostmaster = row.postmaster;
+      if (/^[0-9 :.+-]+$/.test(row.postmaster)) lastPostmaster = row.postmaster;
     }
   }
   return {
