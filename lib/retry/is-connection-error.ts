@@ -54,17 +54,26 @@ const mysqlConnectionErrnos = new Set([
 ]);
 
 /**
- * MariaDB Galera's answer from a node that is not part of the primary component (it lost quorum,
- * was partitioned, or is still joining): "WSREP has not yet prepared node for application use",
- * errno 1047, SQLSTATE 08S01, at any statement from BEGIN to COMMIT. Nothing was applied and
- * another node would take the work, but this connection will keep failing. mysql2 labels 1047
- * with MySQL's name, ER_UNKNOWN_COM_ERROR ("Unknown command", also 08S01: a broken protocol
- * exchange), so the number is matched with the SQLSTATE or the message.
+ * MariaDB Galera's answers from a node that is not part of the primary component (it lost quorum,
+ * was partitioned, or is still joining), observed in __tests__/is-connection-error/
+ * observed-scale-out-errors.md. Nothing was applied and another node would take the work, but this
+ * connection will keep failing:
+ * - "WSREP has not yet prepared node for application use", errno 1047, SQLSTATE 08S01, at any
+ *   statement from BEGIN to COMMIT. mysql2 labels 1047 with MySQL's name, ER_UNKNOWN_COM_ERROR
+ *   ("Unknown command", also 08S01: a broken protocol exchange), so the number is matched with
+ *   the SQLSTATE or the message.
+ * - errno 1180 ER_ERROR_DURING_COMMIT with "… Not connected to Primary Component", at a COMMIT
+ *   that was in flight when the node lost the cluster: the replication call failed, the
+ *   transaction was rolled back.
  */
 function isGaleraNotReady(errno: unknown, sqlState: unknown, message: unknown): boolean {
+  if (errno === 1047) {
+    return sqlState === '08S01' || (typeof message === 'string' && message.includes('WSREP'));
+  }
   return (
-    errno === 1047 &&
-    (sqlState === '08S01' || (typeof message === 'string' && message.includes('WSREP')))
+    errno === 1180 &&
+    typeof message === 'string' &&
+    message.includes('Not connected to Primary Component')
   );
 }
 
@@ -152,8 +161,9 @@ interface ErrorFields {
  *   is still gone), 57P01, 57P02, 57P03, 57P05, 25P03, 53300, and pg's message-only errors
  *   ("Connection terminated unexpectedly", "… is not queryable", "Query read timeout", …);
  * - mysql2: `fatal: true`, `PROTOCOL_CONNECTION_LOST`, `PROTOCOL_SEQUENCE_TIMEOUT`, and server
- *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169, and Galera's 1047
- *   (SQLSTATE 08S01, "WSREP has not yet prepared node…": a node outside the primary component).
+ *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169, and Galera's
+ *   answers from a node outside the primary component: 1047 (SQLSTATE 08S01, "WSREP has not yet
+ *   prepared node…") and, at COMMIT, 1180 "… Not connected to Primary Component".
  *
  * Never true for SQLite (in-process, there is no connection to lose), for knex's
  * `KnexTimeoutError` (pool exhausted or query `.timeout()`: waiting longer adds load) and
