@@ -4,11 +4,14 @@
 // PostgreSQL and MariaDB when their servers answer. Prints which databases ran, and ends with the
 // line "N passed, M failed" (also written to .tmp/test-summary.txt for CI). With --docker (npm run
 // test:docker) the fault tests use the Toxiproxy of docker-compose.test.yml instead of the
-// in-process one.
+// in-process one. With --node24 (.ci/run) the suite then runs again on Node 24 (scripts/node24.js)
+// and the last line is the sum of both runs. --skip-checks leaves out type-check and lint, which
+// do not depend on the Node that runs them (the Node 24 run passes it).
 const { spawnSync } = require('node:child_process');
 const { mkdirSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { dockerTestEnv } = require('./docker-test-env');
+const { testOnNode24 } = require('./node24');
 const { probeDatabases, servers } = require('./probe-databases');
 
 const root = join(__dirname, '..');
@@ -30,7 +33,11 @@ function step(title, command, args, env = process.env) {
   return status === 0;
 }
 
+const flags = ['--docker', '--node24', '--skip-checks'];
+const skipChecks = process.argv.includes('--skip-checks');
+
 async function main() {
+  console.log(`Node ${process.version} (${process.execPath})`);
   const databases = await probeDatabases();
   const names = databases.map((database) => database.name);
   const missing = Object.keys(servers).filter((name) => !names.includes(name));
@@ -44,8 +51,10 @@ async function main() {
   const results = join(tmp, 'jest-results.json');
   const failedSteps = [];
   if (!step('build', 'npx', ['tsc', '-p', 'tsconfig.build.json'])) failedSteps.push('build');
-  if (!step('type-check', 'npx', ['tsc', '-p', 'tsconfig.json'])) failedSteps.push('type-check');
-  if (!step('lint', 'npx', ['biome', 'check', '.'])) failedSteps.push('lint');
+  if (!skipChecks) {
+    if (!step('type-check', 'npx', ['tsc', '-p', 'tsconfig.json'])) failedSteps.push('type-check');
+    if (!step('lint', 'npx', ['biome', 'check', '.'])) failedSteps.push('lint');
+  }
   const docker = process.argv.includes('--docker');
   const env = {
     ...process.env,
@@ -55,7 +64,7 @@ async function main() {
   if (docker)
     console.log(`Toxiproxy: ${dockerTestEnv.TOXIPROXY_API_URL} (docker-compose.test.yml)`);
   // --forceExit: a suite that fails in afterAll can leave a pool open; CI must still finish.
-  const extraArgs = process.argv.slice(2).filter((arg) => arg !== '--docker');
+  const extraArgs = process.argv.slice(2).filter((arg) => !flags.includes(arg));
   const totals = { passed: 0, failed: 0 };
   const suite = runJest('jest', ['jest', '--json', '--forceExit'], results, extraArgs, env);
   if (!suite.ok) failedSteps.push('jest');
@@ -77,12 +86,21 @@ async function main() {
       add(totals, example);
     }
   }
-  const { passed, failed } = totals;
+  let summary = `${totals.passed} passed, ${totals.failed} failed`;
+  if (process.argv.includes('--node24')) {
+    console.log(`${summary} on Node ${process.version}`);
+    const again = [...(docker ? ['--docker'] : []), ...extraArgs];
+    const node24 = testOnNode24(again);
+    if (node24.failed > 0) failedSteps.push(`Node ${node24.version}`);
+    console.log(`\n── Node ${process.version}: ${summary}`);
+    console.log(`── Node ${node24.version}: ${node24.passed} passed, ${node24.failed} failed`);
+    add(totals, node24);
+    summary = `${totals.passed} passed, ${totals.failed} failed`;
+  }
   if (failedSteps.length > 0) console.log(`Failed steps: ${failedSteps.join(', ')}`);
-  const summary = `${passed} passed, ${failed} failed`;
   writeFileSync(join(tmp, 'test-summary.txt'), `${summary}\n`);
   console.log(summary);
-  process.exitCode = failedSteps.length > 0 || failed > 0 ? 1 : 0;
+  process.exitCode = failedSteps.length > 0 || totals.failed > 0 ? 1 : 0;
 }
 
 /**
