@@ -22,7 +22,7 @@ export {
   TestDatabaseError,
   UnsafeRetryError,
 } from './core/errors';
-export type { DbOptions } from './core/normalize-db-options';
+export type { CommitMode, DbOptions } from './core/normalize-db-options';
 export { parseDatabaseUrl } from './core/parse-database-url';
 export { redactUrl } from './core/redact-url';
 export type { Scope } from './core/scope';

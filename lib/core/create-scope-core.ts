@@ -35,6 +35,7 @@ export function createScopeCore(
         transaction,
         begin: () => scopeStorage.exit(() => knex.transaction(transaction)),
         context: normalized.currentDb,
+        commitOnSuccess: normalized.commit === 'on-success',
         owner: undefined,
       },
       property: normalized.property,

@@ -23,13 +23,25 @@ export interface DbOptions {
    * @default false
    */
   readonly currentDb?: boolean;
+  /**
+   * `'on-success'`: when the handler finished without an error and with a status below 400, the
+   * lazy session (or `withLegacySession`'s eager one) is committed before the response is sent;
+   * otherwise it is rolled back (Django's `ATOMIC_REQUESTS`). `'explicit'`: nothing is committed
+   * unless you commit it. Explicit sessions (`scope.getSession()`) stay yours either way.
+   * @default 'explicit'
+   */
+  readonly commit?: CommitMode;
 }
+
+/** When a scope's lazy (or eager) session is committed: see `DbOptions.commit`. */
+export type CommitMode = 'explicit' | 'on-success';
 
 /** DbOptions after validation and defaults. */
 export interface NormalizedDbOptions {
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
   readonly property: string;
   readonly currentDb: boolean;
+  readonly commit: CommitMode;
 }
 
 const isolationLevels: readonly string[] = [
@@ -46,11 +58,16 @@ const isolationLevels: readonly string[] = [
  *
  * @example
  * normalizeDbOptions({ transaction: { isolationLevel: 'serializable' } }, 'db');
- * // { transaction: { isolationLevel: 'serializable' }, property: 'db' }
+ * // { transaction: { isolationLevel: 'serializable' }, property: 'db', currentDb: false, commit: 'explicit' }
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
   if (options === undefined) {
-    return { transaction: undefined, property: defaultProperty, currentDb: false };
+    return {
+      transaction: undefined,
+      property: defaultProperty,
+      currentDb: false,
+      commit: 'explicit',
+    };
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidConfigError('The options must be an object.');
@@ -59,16 +76,22 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     transaction,
     property = defaultProperty,
     currentDb = false,
+    commit = 'explicit',
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property" and "currentDb".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb" and "commit".`,
     );
   }
   if (typeof currentDb !== 'boolean') {
     throw new InvalidConfigError('"currentDb" must be a boolean.');
+  }
+  if (commit !== 'explicit' && commit !== 'on-success') {
+    throw new InvalidConfigError(
+      `"commit" must be "explicit" or "on-success", got ${typeof commit === 'string' ? `"${commit}"` : typeof commit}.`,
+    );
   }
   if (typeof property !== 'string' || property === '') {
     throw new InvalidConfigError('"property" must be a non-empty string.');
@@ -78,7 +101,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       '"property" must not be "session": express-session and koa-session own req.session / ctx.session.',
     );
   }
-  return { transaction: normalizeTransaction(transaction), property, currentDb };
+  return { transaction: normalizeTransaction(transaction), property, currentDb, commit };
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {
