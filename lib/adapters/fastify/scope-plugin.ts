@@ -124,9 +124,24 @@ export function scopePlugin(
       core.commitOnSuccess && reply.statusCode < 400,
     );
     if (closing === undefined) done();
-    else closing.then(() => done(), done);
+    // A second send (a handler that settled after Fastify's handlerTimeout sent the error
+    // response, or a reply.send() without `return reply`) waits here on the same teardown as the
+    // first: once the first has written its head, the second is dropped rather than letting
+    // Fastify write headers twice (fastify/fastify#4908).
+    else
+      closing.then(
+        () => {
+          if (!reply.raw.headersSent) done();
+        },
+        (error: Error) => {
+          if (!reply.raw.headersSent) done(error);
+        },
+      );
   };
 
+  // Not waiting for the rollbacks here: a handler that resolves while an onError hook is pending
+  // makes Fastify throw FST_ERR_SEND_INSIDE_ONERR outside any catch. The error response still
+  // waits for them, in onSend.
   const endOnError = (
     request: FastifyRequest,
     _reply: FastifyReply,
@@ -134,13 +149,8 @@ export function scopePlugin(
     done: () => void,
   ) => {
     const scope = (request as unknown as Slots)[slot];
-    const closing = scope instanceof Scope ? scopeControl.close(scope, false) : undefined;
-    if (closing === undefined) done();
-    else
-      closing.then(
-        () => done(),
-        () => done(),
-      );
+    if (scope instanceof Scope) scopeControl.close(scope, false);
+    done();
   };
 
   const plugin = (fastify: FastifyInstance, _options: unknown, done: (error?: Error) => void) => {
