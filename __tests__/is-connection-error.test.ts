@@ -3,7 +3,11 @@
 // and recorded in __tests__/is-connection-error/observed-errors.md.
 import { knex } from 'knex';
 import { CommitOutcomeUnknownError, UnsafeRetryError } from '../lib/core/errors';
-import { isConnectionError, isTransientError } from '../lib/retry/is-connection-error';
+import {
+  isConnectionError,
+  isTransientError,
+  refusedByServer,
+} from '../lib/retry/is-connection-error';
 
 type Case = readonly [label: string, error: unknown];
 
@@ -20,6 +24,14 @@ function pgError(code: string, message = 'database error', severity = 'ERROR'): 
 /** A mysql2 server error: MySQL's name in `code` (undefined when mysql2 has none), number in `errno`. */
 function mysqlError(errno: number, code?: string, sqlState = 'HY000'): Error {
   return Object.assign(new Error('server error'), { code, errno, sqlState, sqlMessage: 'x' });
+}
+
+/** What mysql2 gives for Galera's 1047 (observed: __tests__/galera/). */
+function galeraNotReady(): Error {
+  return Object.assign(mysqlError(1047, 'ER_UNKNOWN_COM_ERROR', '08S01'), {
+    message: 'WSREP has not yet prepared node for application use',
+    sqlMessage: 'WSREP has not yet prepared node for application use',
+  });
 }
 
 /** A better-sqlite3 SqliteError: extended result code name in `code`. */
@@ -187,6 +199,22 @@ const connectionErrors: Case[] = [
   ['CR_SERVER_GONE_ERROR 2006 relayed by a proxy', mysqlError(2006)],
   ['CR_SERVER_LOST 2013 relayed by a proxy', mysqlError(2013)],
   ['MySQL 3169 ER_SESSION_WAS_KILLED', mysqlError(3169, 'ER_SESSION_WAS_KILLED')],
+  [
+    'Galera 1047 from a node outside the primary component (mysql2 names it ER_UNKNOWN_COM_ERROR)',
+    viaKnex(galeraNotReady()),
+  ],
+  [
+    'Galera 1047 recognised by its message when the SQLSTATE is missing',
+    Object.assign(galeraNotReady(), { sqlState: undefined }),
+  ],
+  [
+    'MySQL 1047 ER_UNKNOWN_COM_ERROR, a broken protocol exchange (08S01)',
+    mysqlError(1047, 'ER_UNKNOWN_COM_ERROR', '08S01'),
+  ],
+  [
+    'PgBouncer "pgbouncer cannot connect to server" (08P01)',
+    pgError('08P01', 'pgbouncer cannot connect to server', 'FATAL'),
+  ],
   ['a connection error wrapped by the caller', wrapped(nodeError('ECONNRESET'))],
   ['a connection error 8 wrappers deep', wrapped(pgError('57P01'), 8)],
   ['a connection error inside a cyclic chain', cyclic(nodeError('EPIPE'))],
@@ -264,6 +292,18 @@ const neitherErrors: Case[] = [
     mysqlError(1317, 'ER_QUERY_INTERRUPTED', '70100'),
   ],
   ['MySQL 1045 access denied', mysqlError(1045, 'ER_ACCESS_DENIED_ERROR', '28000')],
+  [
+    'MySQL 1047 with another SQLSTATE and no WSREP message',
+    mysqlError(1047, 'ER_UNKNOWN_COM_ERROR'),
+  ],
+  [
+    'PgBouncer query_wait_timeout: the pooler is saturated, as KnexTimeoutError',
+    viaKnex(pgError('08P01', 'query_wait_timeout', 'FATAL'), 'select 1'),
+  ],
+  [
+    'PgBouncer query_wait_timeout wrapped by the caller',
+    wrapped(pgError('08P01', 'query_wait_timeout', 'FATAL')),
+  ],
   [
     'MariaDB 4031 trigger error that mysql2 names ER_CLIENT_INTERACTION_TIMEOUT',
     mysqlError(4031, 'ER_CLIENT_INTERACTION_TIMEOUT'),
@@ -371,5 +411,21 @@ describe('isTransientError', () => {
 
   it('does not look inside knex-scope errors for conflicts either', () => {
     expect(isTransientError(new UnsafeRetryError('x', { cause: pgError('40001') }))).toBe(false);
+  });
+});
+
+describe('refusedByServer', () => {
+  it("is true for Galera 1047, also through knex and the caller's wrapping", () => {
+    expect(refusedByServer(viaKnex(galeraNotReady(), 'COMMIT;'))).toBe(true);
+    expect(refusedByServer(wrapped(galeraNotReady(), 3))).toBe(true);
+  });
+
+  it.each([
+    ['a lost connection', nodeError('ECONNRESET')],
+    ['pg 57P01', pgError('57P01', 'terminating connection', 'FATAL')],
+    ['MySQL 1047 without WSREP or 08S01', mysqlError(1047, 'ER_UNKNOWN_COM_ERROR')],
+    ['a deadlock', mysqlError(1213, 'ER_LOCK_DEADLOCK', '40001')],
+  ])('is false for %s', (_label, error) => {
+    expect(refusedByServer(error)).toBe(false);
   });
 });

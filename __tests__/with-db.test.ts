@@ -207,6 +207,20 @@ describe('withDb(config, options)', () => {
       { commit: true },
       /"commit" must be "explicit" or "on-success", got boolean/,
     ],
+    ['a maxSessionsPerScope of 0', { maxSessionsPerScope: 0 }, /positive integer/],
+    ['a fractional maxSessionsPerScope', { maxSessionsPerScope: 1.5 }, /positive integer/],
+    ['a maxSessionsPerScope string', { maxSessionsPerScope: '4' }, /positive integer/],
+    ['settings that are not an object', { transaction: { settings: 'x' } }, /object of names/],
+    [
+      'a setting name that could inject SQL',
+      { transaction: { settings: { 'search_path; drop table x': 'a' } } },
+      /invalid parameter name/,
+    ],
+    [
+      'a setting value that is an object',
+      { transaction: { settings: { search_path: ['a'] } } },
+      /"transaction.settings.search_path" must be a string/,
+    ],
     ['the property express-session owns', { property: 'session' }, /express-session/],
   ])('rejects %s', (_what, options, message) => {
     expect(failure(() => withDb(sqlite, options as never)).message).toMatch(message);
@@ -233,6 +247,22 @@ describe('withDb(config, options)', () => {
       }),
     );
     expect(error.message).toMatch(/set one of them/);
+  });
+
+  it('rejects transaction settings where they would outlive the session: MySQL and SQLite', () => {
+    const settings = { transaction: { settings: { sql_mode: 'ANSI' } } };
+    expect(failure(() => withDb('mysql://root@127.0.0.1/test', settings)).message).toMatch(
+      /needs PostgreSQL/,
+    );
+    expect(failure(() => withDb(sqlite, settings)).message).toMatch(/needs PostgreSQL/);
+  });
+
+  it('accepts transaction settings and maxSessionsPerScope on PostgreSQL', async () => {
+    const db = withDb('postgres://postgres@127.0.0.1/test', {
+      transaction: { settings: { search_path: 'app,public', 'app.tenant': 7, jit: false } },
+      maxSessionsPerScope: 4,
+    });
+    await db.destroy();
   });
 
   it('applies the same rules to withLegacySession', () => {

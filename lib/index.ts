@@ -22,6 +22,11 @@ export {
   TestDatabaseError,
   UnsafeRetryError,
 } from './core/errors';
+export {
+  type FailoverConnection,
+  type FailoverOptions,
+  failoverConnection,
+} from './core/failover-connection';
 export type { CommitMode, DbOptions } from './core/normalize-db-options';
 export { parseDatabaseUrl } from './core/parse-database-url';
 export { redactUrl } from './core/redact-url';

@@ -202,6 +202,89 @@ describe('scope.getSession() (explicit sessions)', () => {
   });
 });
 
+describe('maxSessionsPerScope', () => {
+  (concurrent ? it : it.skip)(
+    'fails fast at a limit below pool.max, as a transaction pooler needs, and frees the slot after a commit',
+    async () => {
+      const limited = withDb(testConfig({ max: 10 }), { maxSessionsPerScope: 2 });
+      try {
+        await limited.wrap(async (scope) => {
+          const first = await scope.session;
+          const second = await scope.getSession();
+          const error = await scope.getSession().catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(SessionLimitError);
+          expect((error as Error).message).toContain('maxSessionsPerScope of 2');
+          expect((error as Error).message).toContain('session #2 (scope.getSession())');
+          expect(poolStats(limited.knex).used).toBe(2);
+          await second.commit();
+          const third = await scope.getSession();
+          await third.rollback();
+          await first.rollback();
+        })();
+        expect(poolStats(limited.knex).used).toBe(0);
+      } finally {
+        await limited.destroy();
+      }
+    },
+  );
+});
+
+describe('transaction.settings', () => {
+  (dialect === 'postgres' ? it : it.skip)(
+    'sets them with SET LOCAL semantics: inside every session, never after it on the same connection',
+    async () => {
+      const settled = withDb(testConfig({ max: 1 }), {
+        transaction: { settings: { search_path: 'nowhere,public', 'app.tenant': 42 } },
+      });
+      const sent = recordSql(settled.knex);
+      try {
+        const seen = await settled.wrap(async (scope) => {
+          const trx = await scope.session;
+          const { rows } = await trx.raw(
+            "select current_setting('search_path') as path, current_setting('app.tenant') as tenant, pg_backend_pid() as pid",
+          );
+          await trx.commit();
+          return rows[0];
+        })();
+        expect(seen).toMatchObject({ path: 'nowhere,public', tenant: '42' });
+        expect(sent.slice(0, 2)).toEqual([
+          'BEGIN;',
+          'select set_config($1, $2, true), set_config($3, $4, true)',
+        ]);
+        expect(sent.at(-1)).toBe('COMMIT;');
+        // The same (single) pooled connection, outside any session: back to the server's default.
+        const { rows } = await settled.knex.raw(
+          "select current_setting('search_path') as path, current_setting('app.tenant', true) as tenant, pg_backend_pid() as pid",
+        );
+        expect(rows[0].pid).toBe(seen.pid);
+        expect(rows[0].path).toBe('"$user", public');
+        expect(rows[0].tenant ?? '').toBe('');
+      } finally {
+        await settled.destroy();
+      }
+    },
+  );
+
+  (dialect === 'postgres' ? it : it.skip)(
+    'rejects the session with the server error for an unknown setting and returns the connection',
+    async () => {
+      const bad = withDb(testConfig({ max: 1 }), {
+        transaction: { settings: { no_such_parameter: 'x' } },
+      });
+      try {
+        const error = await bad
+          .wrap(async (scope) => scope.session)()
+          .catch((e: unknown) => e);
+        expect((error as { code?: string }).code).toBe('42704');
+        expect(poolStats(bad.knex).used).toBe(0);
+        expect((await bad.knex.raw('select 1 as one')).rows[0].one).toBe(1);
+      } finally {
+        await bad.destroy();
+      }
+    },
+  );
+});
+
 describe('scope.getSession(callback)', () => {
   // upstream: TestGetSessionContextManagerUnit::test_comits
   it('commits when the callback resolves and returns its value', async () => {

@@ -1,5 +1,7 @@
 import { knex as createKnexInstance, type Knex } from 'knex';
+import { isConnectionError } from '../retry/is-connection-error';
 import { InvalidConfigError } from './errors';
+import { type FailoverConnection, isFailoverConnection } from './failover-connection';
 import { parseDatabaseUrl } from './parse-database-url';
 import { redactUrl } from './redact-url';
 
@@ -25,14 +27,46 @@ export interface OwnedKnex {
  * createKnex({ client: 'pg', pool: { min: 5, max: 2 } }); // throws InvalidConfigError
  */
 export function createKnex(config: DbConfig): OwnedKnex {
-  if (isKnex(config)) return { knex: config, owned: false };
+  if (isKnex(config)) return { knex: watchFailover(config), owned: false };
   if (typeof config === 'string') return { knex: build(parseDatabaseUrl(config)), owned: true };
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new InvalidConfigError(
       `Expected a Knex config object, a connection URL or a Knex instance, got ${describe(config)}.`,
     );
   }
-  return { knex: build(validate(config)), owned: true };
+  return { knex: watchFailover(build(validate(withFailoverClient(config)))), owned: true };
+}
+
+const watched = new WeakSet<Knex>();
+
+// A failoverConnection keeps its server until told that a connection to it failed: a connect that
+// failed (tarn's createFail), or a statement that failed with a connection error, which is how a
+// Galera node outside the primary component (1047) shows, its socket still open.
+function watchFailover(knex: Knex): Knex {
+  const connection = (knex.client as { config?: Knex.Config }).config?.connection;
+  if (!isFailoverConnection(connection) || watched.has(knex)) return knex;
+  watched.add(knex);
+  const failover: FailoverConnection = connection;
+  const pool = (knex.client as { pool?: { on(event: string, listener: () => void): void } }).pool;
+  pool?.on('createFail', () => failover.markStale());
+  knex.on('query-error', (error: unknown) => {
+    if (isConnectionError(error)) failover.markStale();
+  });
+  return knex;
+}
+
+function withFailoverClient(config: Knex.Config): Knex.Config {
+  const { connection } = config;
+  if (!isFailoverConnection(connection)) return config;
+  if (config.client === undefined) return { ...config, client: connection.client };
+  const client = typeof config.client === 'string' ? config.client : '';
+  const family = ['pg', 'postgres', 'postgresql'].includes(client) ? 'pg' : client;
+  if (family !== connection.client) {
+    throw new InvalidConfigError(
+      `The failoverConnection's URLs need the "${connection.client}" client, not "${client}".`,
+    );
+  }
+  return config;
 }
 
 /**

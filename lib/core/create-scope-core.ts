@@ -1,8 +1,8 @@
 import { createKnex, type DbConfig } from './create-knex';
 import { destroyer } from './destroyer';
-import { normalizeDbOptions, transactionFor } from './normalize-db-options';
+import { normalizeDbOptions, settingsFor, transactionFor } from './normalize-db-options';
 import type { ScopeCore } from './scope';
-import { scopeStorage } from './scope-storage';
+import { transactionStarter } from './transaction-starter';
 
 /** A scope core, plus what `withDb` and `withLegacySession` build around it. */
 export interface ScopeSetup {
@@ -29,11 +29,13 @@ export function createScopeCore(
   const destroy = destroyer(knex, owned);
   try {
     const transaction = transactionFor(knex, normalized.transaction);
+    const settings = settingsFor(knex, normalized.settings);
     return {
       core: {
         knex,
         transaction,
-        begin: () => scopeStorage.exit(() => knex.transaction(transaction)),
+        begin: transactionStarter(knex, transaction, settings),
+        maxSessions: normalized.maxSessionsPerScope,
         context: normalized.currentDb,
         commitOnSuccess: normalized.commit === 'on-success',
         owner: undefined,

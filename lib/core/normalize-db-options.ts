@@ -10,7 +10,24 @@ export interface DbOptions {
   readonly transaction?: {
     readonly isolationLevel?: Knex.IsolationLevels;
     readonly readOnly?: boolean;
+    /**
+     * PostgreSQL run-time settings for every session, set right after BEGIN with
+     * `set_config(name, value, true)` (`SET LOCAL`): they last until COMMIT or ROLLBACK, so they
+     * are right through a transaction pooler such as PgBouncer, unlike knex's `searchPath` or a
+     * session-level `SET`, which stay on whichever server connection ran them.
+     * @default {}
+     * @example { search_path: 'tenant_a,public', statement_timeout: '5s' }
+     */
+    readonly settings?: Readonly<Record<string, string | number | boolean>>;
   };
+  /**
+   * The most sessions one scope may hold at once; asking for more fails at once with
+   * SessionLimitError. Defaults to the pool's `max`; set it to the server-side limit when a
+   * transaction pooler (PgBouncer's `default_pool_size`) allows fewer, so that a request that
+   * would wait for itself against the pooler fails fast instead of at `query_wait_timeout`.
+   * @default pool.max
+   */
+  readonly maxSessionsPerScope?: number;
   /**
    * The request property that receives the scope: `req[property]` (Express), `ctx[property]` (Koa).
    * @default 'db'
@@ -39,8 +56,11 @@ export type CommitMode = 'explicit' | 'on-success';
 /** DbOptions after validation and defaults. */
 export interface NormalizedDbOptions {
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
+  /** `transaction.settings` as name/value pairs, or undefined when there are none. */
+  readonly settings: readonly (readonly [string, string])[] | undefined;
   readonly property: string;
   readonly currentDb: boolean;
+  readonly maxSessionsPerScope: number;
   readonly commit: CommitMode;
 }
 
@@ -58,14 +78,16 @@ const isolationLevels: readonly string[] = [
  *
  * @example
  * normalizeDbOptions({ transaction: { isolationLevel: 'serializable' } }, 'db');
- * // { transaction: { isolationLevel: 'serializable' }, property: 'db', currentDb: false, commit: 'explicit' }
+ * // { transaction: { isolationLevel: 'serializable' }, property: 'db', …, commit: 'explicit' }
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
   if (options === undefined) {
     return {
       transaction: undefined,
+      settings: undefined,
       property: defaultProperty,
       currentDb: false,
+      maxSessionsPerScope: Number.POSITIVE_INFINITY,
       commit: 'explicit',
     };
   }
@@ -76,14 +98,21 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     transaction,
     property = defaultProperty,
     currentDb = false,
+    maxSessionsPerScope = Number.POSITIVE_INFINITY,
     commit = 'explicit',
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb" and "commit".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb", "maxSessionsPerScope" and "commit".`,
     );
+  }
+  if (
+    !(Number.isInteger(maxSessionsPerScope) && maxSessionsPerScope >= 1) &&
+    maxSessionsPerScope !== Number.POSITIVE_INFINITY
+  ) {
+    throw new InvalidConfigError('"maxSessionsPerScope" must be a positive integer.');
   }
   if (typeof currentDb !== 'boolean') {
     throw new InvalidConfigError('"currentDb" must be a boolean.');
@@ -101,7 +130,39 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       '"property" must not be "session": express-session and koa-session own req.session / ctx.session.',
     );
   }
-  return { transaction: normalizeTransaction(transaction), property, currentDb, commit };
+  return {
+    transaction: normalizeTransaction(transaction),
+    settings: normalizeSettings(transaction),
+    property,
+    currentDb,
+    maxSessionsPerScope,
+    commit,
+  };
+}
+
+// A PostgreSQL parameter name, optionally with a custom prefix (`app.tenant_id`).
+const settingName = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+
+function normalizeSettings(transaction: DbOptions['transaction']): NormalizedDbOptions['settings'] {
+  const settings = transaction?.settings;
+  if (settings === undefined) return undefined;
+  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) {
+    throw new InvalidConfigError('"transaction.settings" must be an object of names and values.');
+  }
+  const pairs = Object.entries(settings).map(([name, value]): readonly [string, string] => {
+    if (!settingName.test(name)) {
+      throw new InvalidConfigError(
+        `"transaction.settings" has an invalid parameter name ${JSON.stringify(name)}.`,
+      );
+    }
+    if (!['string', 'number', 'boolean'].includes(typeof value)) {
+      throw new InvalidConfigError(
+        `"transaction.settings.${name}" must be a string, a number or a boolean.`,
+      );
+    }
+    return [name, String(value)];
+  });
+  return pairs.length === 0 ? undefined : pairs;
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {
@@ -109,13 +170,16 @@ function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionCo
   if (typeof transaction !== 'object' || transaction === null || Array.isArray(transaction)) {
     throw new InvalidConfigError('"transaction" must be an object.');
   }
-  const { isolationLevel, readOnly, ...rest } = transaction as NonNullable<
-    DbOptions['transaction']
-  >;
+  const {
+    isolationLevel,
+    readOnly,
+    settings: _settings,
+    ...rest
+  } = transaction as NonNullable<DbOptions['transaction']>;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown transaction option ${unknown.map((key) => `"${key}"`).join(', ')}; they are "isolationLevel" and "readOnly".`,
+      `Unknown transaction option ${unknown.map((key) => `"${key}"`).join(', ')}; they are "isolationLevel", "readOnly" and "settings".`,
     );
   }
   if (isolationLevel !== undefined && !isolationLevels.includes(isolationLevel)) {
@@ -171,4 +235,27 @@ export function transactionFor(
     );
   }
   return transaction;
+}
+
+/**
+ * Checks `transaction.settings` against the database: only PostgreSQL has settings that end with
+ * the transaction (`SET LOCAL`). MySQL/MariaDB and SQLite would keep them on the connection, where
+ * the next user of the pooled connection (or, through a proxy, another client) would inherit them.
+ *
+ * @example
+ * settingsFor(knex, [['search_path', 'app']]); // on MySQL: throws InvalidConfigError
+ */
+export function settingsFor(
+  knex: Knex,
+  settings: NormalizedDbOptions['settings'],
+): NormalizedDbOptions['settings'] {
+  if (settings === undefined) return undefined;
+  const dialect = (knex.client as { dialect?: string }).dialect;
+  if (dialect !== 'postgresql') {
+    throw new InvalidConfigError(
+      '"transaction.settings" needs PostgreSQL: this database has no settings that end with the ' +
+        'transaction, and a connection-level SET would outlive the session.',
+    );
+  }
+  return settings;
 }

@@ -12,6 +12,8 @@ export interface ScopeCore {
    * reachable.
    */
   readonly begin: () => Promise<Knex.Transaction>;
+  /** The `maxSessionsPerScope` option: a limit below the pool's `max` (Infinity when unset). */
+  readonly maxSessions: number;
   /** Run every scope in `scopeStorage`, so that `currentDb()` finds it (the `currentDb` option). */
   readonly context: boolean;
   /** `commit: 'on-success'`: a scope closed as succeeded commits its lazy (or eager) session. */
@@ -214,18 +216,28 @@ export class Scope {
     if (this.#ended) throw this.#endedError();
     this.#open ??= new Set();
     const open = this.#open;
-    const limit = poolMax(this.knex);
-    if (open.size >= limit) {
-      const held = Array.from(open, (session) => session.label).join(', ');
-      throw new SessionLimitError(
-        `This scope already holds ${open.size} of the pool's ${limit} connection${limit === 1 ? '' : 's'} ` +
-          `(${held}), so a new session could only wait for itself until the acquire timeout. ` +
-          'Commit or roll back a session first, or raise pool.max.',
-      );
+    if (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex)) {
+      throw this.#limitError(open);
     }
     const session = new Session(++this.#count, kind, this.#core.begin, this.knex, this, open);
     open.add(session);
     return session;
+  }
+
+  #limitError(open: Set<Session>): SessionLimitError {
+    const held = Array.from(open, (session) => session.label).join(', ');
+    const pool = poolMax(this.knex);
+    const { maxSessions } = this.#core;
+    const plural = (n: number) => `${n} connection${n === 1 ? '' : 's'}`;
+    return new SessionLimitError(
+      maxSessions < pool
+        ? `This scope already holds ${open.size} sessions (${held}), the maxSessionsPerScope of ` +
+            `${maxSessions}: behind a transaction pooler a new session could only wait for ` +
+            'itself until the pooler times out. Commit or roll back a session first.'
+        : `This scope already holds ${open.size} of the pool's ${plural(pool)} (${held}), so a ` +
+            'new session could only wait for itself until the acquire timeout. Commit or roll ' +
+            'back a session first, or raise pool.max.',
+    );
   }
 
   #close(aborted: boolean, succeeded: boolean): Promise<void> | undefined {

@@ -180,15 +180,27 @@ export class Session {
     // is as soon as COMMIT is sent; the prototype's query still reaches the connection.
     const direct = (Object.getPrototypeOf(client) as TxClient).query;
 
+    // A transaction runs on one connection.
+    let used: RawConnection | undefined;
+    const discardIfLost = (error: unknown): never => {
+      // A server that answers but will not serve this connection again (a Galera node outside the
+      // primary component, a proxy relaying a lost backend) leaves the socket open, so neither the
+      // driver nor knex marks the connection: without this, the pool would hand it out again.
+      if (used !== undefined && isConnectionError(error)) used.__knex__disposed ??= error;
+      throw error;
+    };
+
     client.query = (connection, sql) => {
+      used = connection;
       if (typeof sql !== 'string') {
         return this.#state === 'open' && !this.#scopeEnded
-          ? query.call(client, connection, sql)
+          ? query.call(client, connection, sql).then(undefined, discardIfLost)
           : Promise.reject(this.#closedError());
       }
       if (sql === 'COMMIT;') {
         const closed = isClosed(connection, rollbackInFlight);
         return query.call(client, connection, sql).catch(async (error: unknown) => {
+          if (isConnectionError(error)) connection.__knex__disposed ??= error;
           this.#commitUndelivered = closed || refusedBeforeSending(error);
           try {
             await direct.call(client, connection, 'ROLLBACK');

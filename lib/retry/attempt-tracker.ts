@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { CommitTracker } from '../core/commit-tracking';
 import { CommitOutcomeUnknownError } from '../core/errors';
 import { captureTransactionId, resolveCommitOutcome } from './commit-outcome';
-import { isConnectionError } from './is-connection-error';
+import { isConnectionError, refusedByServer } from './is-connection-error';
 
 function dialectOf(trx: Knex.Transaction): string {
   return (trx.client as { dialect?: string }).dialect ?? '';
@@ -39,9 +39,9 @@ export class AttemptTracker implements CommitTracker {
   }
 
   async commitFailed(trx: Knex.Transaction, error: unknown, knex: Knex): Promise<boolean> {
-    // Any other failure of COMMIT (a deferred constraint, a serialization failure) is an answer
-    // from the server: the transaction was rolled back.
-    if (!isConnectionError(error)) return false;
+    // Any other failure of COMMIT (a deferred constraint, a serialization failure, a Galera node
+    // outside the primary component) is an answer from the server: the transaction was rolled back.
+    if (!isConnectionError(error) || refusedByServer(error)) return false;
     if (dialectOf(trx) !== 'postgresql') {
       throw new CommitOutcomeUnknownError(
         'The connection was lost while COMMIT was in flight, so the transaction may or may not ' +

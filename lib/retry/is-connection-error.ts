@@ -53,6 +53,28 @@ const mysqlConnectionErrnos = new Set([
   3169, // ER_SESSION_WAS_KILLED (MySQL 8 only)
 ]);
 
+/**
+ * MariaDB Galera's answer from a node that is not part of the primary component (it lost quorum,
+ * was partitioned, or is still joining): "WSREP has not yet prepared node for application use",
+ * errno 1047, SQLSTATE 08S01, at any statement from BEGIN to COMMIT. Nothing was applied and
+ * another node would take the work, but this connection will keep failing. mysql2 labels 1047
+ * with MySQL's name, ER_UNKNOWN_COM_ERROR ("Unknown command", also 08S01: a broken protocol
+ * exchange), so the number is matched with the SQLSTATE or the message.
+ */
+function isGaleraNotReady(errno: unknown, sqlState: unknown, message: unknown): boolean {
+  return (
+    errno === 1047 &&
+    (sqlState === '08S01' || (typeof message === 'string' && message.includes('WSREP')))
+  );
+}
+
+/**
+ * PgBouncer's answer to a client whose query waited `query_wait_timeout` for a server connection
+ * (SQLSTATE 08P01, FATAL, the connection is then closed). Like knex's own KnexTimeoutError it
+ * means the pool is saturated: retrying at once only adds load, so it is not a connection error.
+ */
+const poolerSaturationMessages = ['query_wait_timeout'];
+
 /** SQLSTATE classes (first two characters of pg's `error.code`) that mean connection loss. */
 const pgConnectionClasses = new Set([
   '08', // connection_exception, including 08007 transaction_resolution_unknown
@@ -113,6 +135,7 @@ interface ErrorFields {
   readonly message?: unknown;
   readonly code?: unknown;
   readonly errno?: unknown;
+  readonly sqlState?: unknown;
   readonly fatal?: unknown;
   readonly cause?: unknown;
   readonly errors?: unknown;
@@ -129,10 +152,12 @@ interface ErrorFields {
  *   is still gone), 57P01, 57P02, 57P03, 57P05, 25P03, 53300, and pg's message-only errors
  *   ("Connection terminated unexpectedly", "… is not queryable", "Query read timeout", …);
  * - mysql2: `fatal: true`, `PROTOCOL_CONNECTION_LOST`, `PROTOCOL_SEQUENCE_TIMEOUT`, and server
- *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169.
+ *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169, and Galera's 1047
+ *   (SQLSTATE 08S01, "WSREP has not yet prepared node…": a node outside the primary component).
  *
  * Never true for SQLite (in-process, there is no connection to lose), for knex's
- * `KnexTimeoutError` (pool exhausted or query `.timeout()`: waiting longer adds load), for
+ * `KnexTimeoutError` (pool exhausted or query `.timeout()`: waiting longer adds load) and
+ * PgBouncer's `query_wait_timeout` (08P01: the pooler's queue is saturated, the same case), for
  * statement-level errors such as `KILL QUERY` or `pg_cancel_backend`, or for knex-scope's own
  * errors whatever their `cause`. A connection error during COMMIT leaves the commit outcome
  * unknown; telling that case apart is the caller's job.
@@ -167,6 +192,7 @@ function isConnectionLoss(node: ErrorFields): boolean {
   const { code, errno, fatal, message } = node;
   if (fatal === true) return true;
   if (typeof errno === 'number' && mysqlConnectionErrnos.has(errno)) return true;
+  if (isGaleraNotReady(errno, node.sqlState, message)) return true;
   // mysql2 puts the bare server number into `code` for an error packet that arrives while no
   // command runs (lib/base/connection.js, protocolError); such errors are also fatal.
   if (typeof code === 'number') return mysqlConnectionErrnos.has(code);
@@ -195,6 +221,27 @@ function isConflict(node: ErrorFields): boolean {
   );
 }
 
+function isSaturation({ code, message }: ErrorFields): boolean {
+  return (
+    code === '08P01' &&
+    typeof message === 'string' &&
+    poolerSaturationMessages.some((text) => endsWithWord(message, text))
+  );
+}
+
+/**
+ * Tells whether the server refused `error`'s statement without applying anything, in a way that
+ * leaves this connection unusable for the work (a Galera node outside the primary component,
+ * errno 1047). At COMMIT this is a known outcome, rolled back, not an unknown one. Internal to
+ * knex-scope.
+ *
+ * @example
+ * if (refusedByServer(commitError)) return false; // not applied: retry on another connection
+ */
+export function refusedByServer(error: unknown): boolean {
+  return someInChain(error, (node) => isGaleraNotReady(node.errno, node.sqlState, node.message));
+}
+
 /**
  * Whether `message` ends with `text` on a word boundary: knex prefixes driver messages with the
  * SQL and " - " (knex `lib/execution/internal/query-executioner.js`).
@@ -220,7 +267,9 @@ function someInChain(error: unknown, test: (node: ErrorFields) => boolean): bool
     }
     seen.add(node);
     const fields = node as ErrorFields;
-    if (fields.name === 'KnexTimeoutError' || isKnexScopeError(node)) return false;
+    if (fields.name === 'KnexTimeoutError' || isKnexScopeError(node) || isSaturation(fields)) {
+      return false;
+    }
     if (test(fields)) return true;
     const { errors, cause } = fields;
     if (Array.isArray(errors) && errors.some((inner) => visit(inner, depth + 1))) return true;

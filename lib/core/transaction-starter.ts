@@ -1,0 +1,39 @@
+import type { Knex } from 'knex';
+import { scopeStorage } from './scope-storage';
+
+const noop = () => {};
+
+/**
+ * Makes the function a scope core opens its transactions with: `knex.transaction(config)` outside
+ * every scope's async context (so that the pool's promises and timers, which outlive the request,
+ * do not keep the scope reachable), then, on PostgreSQL, `transaction.settings` applied with
+ * `set_config(name, value, true)` in one round trip. A setting the server rejects rolls the
+ * transaction back and rejects with the server's error.
+ *
+ * @example
+ * const begin = transactionStarter(knex, { isolationLevel: 'serializable' }, [['search_path', 'app']]);
+ * const trx = await begin(); // BEGIN; SET TRANSACTION …; select set_config('search_path', 'app', true)
+ */
+export function transactionStarter(
+  knex: Knex,
+  config: Readonly<Knex.TransactionConfig> | undefined,
+  settings: readonly (readonly [string, string])[] | undefined,
+): () => Promise<Knex.Transaction> {
+  if (settings === undefined) return () => scopeStorage.exit(() => knex.transaction(config));
+  const sql = `select ${settings.map(() => 'set_config(?, ?, true)').join(', ')}`;
+  const bindings = settings.flat();
+  return () =>
+    scopeStorage.exit(async () => {
+      const trx = await knex.transaction(config);
+      // BEGIN failed (knex resolves all the same): the session reports BEGIN's error.
+      if (trx.isCompleted()) return trx;
+      try {
+        await trx.raw(sql, bindings);
+      } catch (error) {
+        trx.executionPromise.catch(noop);
+        await trx.rollback();
+        throw error;
+      }
+      return trx;
+    });
+}
