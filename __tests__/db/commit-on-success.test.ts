@@ -419,6 +419,45 @@ describe.each([
   });
 });
 
+describe("commit: 'on-success' with two dbs on one Express response", () => {
+  // SQLite: two pools on one file would make the second writer wait for the first one's lock.
+  (dialect === 'sqlite' ? it.skip : it)(
+    'ends both scopes before the error response when one COMMIT fails',
+    async () => {
+      const db = main.withDb(config(), { commit: 'on-success' });
+      const other = main.withDb(config(), { commit: 'on-success', property: 'other' });
+      const app = express5();
+      app.use(db);
+      app.use(other);
+      app.post('/two', async (req, res) => {
+        const mine = await req.db.session;
+        await mine(table).insert({ name: 'mine' });
+        const theirs = await (req as unknown as { other: main.Scope }).other.session;
+        await theirs(table).insert({ name: 'theirs' });
+        await breakCommit(mine);
+        res.status(201).end();
+      });
+      app.use((_error: Error, _req: express5.Request, res: express5.Response, _next: unknown) => {
+        res.status(500).json({
+          used: poolStats(db.knex).used + poolStats(other.knex).used,
+        });
+      });
+      const { url, close } = await listen(app);
+      try {
+        const response = await fetch(`${url}/two`, { method: 'POST' });
+        expect(response.status).toBe(500);
+        // Both scopes had ended, the other one committed, when the error handler ran.
+        expect(await response.json()).toEqual({ used: 0 });
+        expect(await names(admin, table)).toEqual(['theirs']);
+      } finally {
+        await close();
+        await other.destroy();
+        await db.destroy();
+      }
+    },
+  );
+});
+
 describe("commit: 'on-success' with db.wrap", () => {
   let db: main.Db;
 
