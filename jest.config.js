@@ -7,7 +7,7 @@ const moduleNameMapper = {
   '^knex-scope$': '<rootDir>/lib/index.ts',
   '^knex-scope/jest/(.*)$': '<rootDir>/lib/jest/$1.ts',
   '^knex-scope/(testing|toxiproxy)$': '<rootDir>/lib/$1/index.ts',
-  '^knex-scope/(express|koa)$': '<rootDir>/lib/adapters/$1/index.ts',
+  '^knex-scope/(express|koa|fastify|hono)$': '<rootDir>/lib/adapters/$1/index.ts',
 };
 
 const transform = {

@@ -8,6 +8,8 @@ import {
   withDb,
   withLegacySession,
 } from '../lib';
+import * as fastify from '../lib/adapters/fastify';
+import * as hono from '../lib/adapters/hono';
 
 const password = 'pa55-w0rd-SECRET';
 
@@ -195,6 +197,16 @@ describe('withDb(config, options)', () => {
       /"transaction.readOnly" must be a boolean/,
     ],
     ['an empty property', { property: '' }, /"property" must be a non-empty string/],
+    [
+      'an unknown commit mode',
+      { commit: 'always' },
+      /"commit" must be "explicit" or "on-success", got "always"/,
+    ],
+    [
+      'a commit flag instead of a mode',
+      { commit: true },
+      /"commit" must be "explicit" or "on-success", got boolean/,
+    ],
     ['a maxSessionsPerScope of 0', { maxSessionsPerScope: 0 }, /positive integer/],
     ['a fractional maxSessionsPerScope', { maxSessionsPerScope: 1.5 }, /positive integer/],
     ['a maxSessionsPerScope string', { maxSessionsPerScope: '4' }, /positive integer/],
@@ -261,4 +273,21 @@ describe('withDb(config, options)', () => {
       /pool.max/,
     );
   });
+
+  it.each([
+    ['knex-scope', withDb, withLegacySession],
+    ['knex-scope/fastify', fastify.withDb, fastify.withLegacySession],
+    ['knex-scope/hono', hono.withDb, hono.withLegacySession],
+  ] as const)(
+    'checks the commit option of %s when withDb is called',
+    async (_entry, db, legacy) => {
+      for (const make of [db, legacy]) {
+        expect(failure(() => make(sqlite, { commit: 'sometimes' as never })).message).toMatch(
+          /"commit" must be "explicit" or "on-success"/,
+        );
+        for (const commit of ['explicit', 'on-success'] as const)
+          await make(sqlite, { commit }).destroy();
+      }
+    },
+  );
 });

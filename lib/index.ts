@@ -27,7 +27,7 @@ export {
   type FailoverOptions,
   failoverConnection,
 } from './core/failover-connection';
-export type { DbOptions } from './core/normalize-db-options';
+export type { CommitMode, DbOptions } from './core/normalize-db-options';
 export { parseDatabaseUrl } from './core/parse-database-url';
 export { redactUrl } from './core/redact-url';
 export type { Scope } from './core/scope';

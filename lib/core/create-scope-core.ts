@@ -37,6 +37,7 @@ export function createScopeCore(
         begin: transactionStarter(knex, transaction, settings),
         maxSessions: normalized.maxSessionsPerScope,
         context: normalized.currentDb,
+        commitOnSuccess: normalized.commit === 'on-success',
         owner: undefined,
       },
       property: normalized.property,

@@ -40,7 +40,18 @@ export interface DbOptions {
    * @default false
    */
   readonly currentDb?: boolean;
+  /**
+   * `'on-success'`: when the handler finished without an error and with a status below 400, the
+   * lazy session (or `withLegacySession`'s eager one) is committed before the response is sent;
+   * otherwise it is rolled back (Django's `ATOMIC_REQUESTS`). `'explicit'`: nothing is committed
+   * unless you commit it. Explicit sessions (`scope.getSession()`) stay yours either way.
+   * @default 'explicit'
+   */
+  readonly commit?: CommitMode;
 }
+
+/** When a scope's lazy (or eager) session is committed: see `DbOptions.commit`. */
+export type CommitMode = 'explicit' | 'on-success';
 
 /** DbOptions after validation and defaults. */
 export interface NormalizedDbOptions {
@@ -50,6 +61,7 @@ export interface NormalizedDbOptions {
   readonly property: string;
   readonly currentDb: boolean;
   readonly maxSessionsPerScope: number;
+  readonly commit: CommitMode;
 }
 
 const isolationLevels: readonly string[] = [
@@ -66,7 +78,7 @@ const isolationLevels: readonly string[] = [
  *
  * @example
  * normalizeDbOptions({ transaction: { isolationLevel: 'serializable' } }, 'db');
- * // { transaction: { isolationLevel: 'serializable' }, property: 'db' }
+ * // { transaction: { isolationLevel: 'serializable' }, property: 'db', …, commit: 'explicit' }
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
   if (options === undefined) {
@@ -76,6 +88,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       property: defaultProperty,
       currentDb: false,
       maxSessionsPerScope: Number.POSITIVE_INFINITY,
+      commit: 'explicit',
     };
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -86,12 +99,13 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     property = defaultProperty,
     currentDb = false,
     maxSessionsPerScope = Number.POSITIVE_INFINITY,
+    commit = 'explicit',
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb" and "maxSessionsPerScope".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb", "maxSessionsPerScope" and "commit".`,
     );
   }
   if (
@@ -102,6 +116,11 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
   }
   if (typeof currentDb !== 'boolean') {
     throw new InvalidConfigError('"currentDb" must be a boolean.');
+  }
+  if (commit !== 'explicit' && commit !== 'on-success') {
+    throw new InvalidConfigError(
+      `"commit" must be "explicit" or "on-success", got ${typeof commit === 'string' ? `"${commit}"` : typeof commit}.`,
+    );
   }
   if (typeof property !== 'string' || property === '') {
     throw new InvalidConfigError('"property" must be a non-empty string.');
@@ -117,6 +136,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     property,
     currentDb,
     maxSessionsPerScope,
+    commit,
   };
 }
 

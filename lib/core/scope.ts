@@ -16,6 +16,8 @@ export interface ScopeCore {
   readonly maxSessions: number;
   /** Run every scope in `scopeStorage`, so that `currentDb()` finds it (the `currentDb` option). */
   readonly context: boolean;
+  /** `commit: 'on-success'`: a scope closed as succeeded commits its lazy (or eager) session. */
+  readonly commitOnSuccess: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
   owner: object | undefined;
 }
@@ -31,8 +33,14 @@ export type Watch<Host> = (scope: Scope, host: Host) => void;
 /** How a scope's life is controlled by the adapters. Internal to knex-scope. */
 export interface ScopeControl {
   open<Host>(core: ScopeCore, outer: Scope | undefined, watch?: Watch<Host>, host?: Host): Scope;
-  /** Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it held none. */
-  close(scope: Scope, aborted: boolean): Promise<void> | undefined;
+  /**
+   * Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it
+   * held none. `succeeded`: the handler finished without an error and with a status below 400; with
+   * `commit: 'on-success'` the lazy (or eager) session is then committed instead, and the promise
+   * rejects with the COMMIT error if that failed (after every other session was rolled back). Only
+   * the first call can reject; later ones wait for the same teardown.
+   */
+  close(scope: Scope, aborted: boolean, succeeded?: boolean): Promise<void> | undefined;
   outer(scope: Scope): Scope | undefined;
   owner(scope: Scope): object | undefined;
   /** Sets what re-opens an eager (legacy) session after `retryTransaction` rolled `stale` back. */
@@ -89,7 +97,7 @@ export class Scope {
     scopeControl = {
       open: (core, outer, watch, host) =>
         new Scope(core, outer, watch as Watch<unknown> | undefined, host),
-      close: (scope, aborted) => scope.#close(aborted),
+      close: (scope, aborted, succeeded = false) => scope.#close(aborted, succeeded),
       outer: (scope) => scope.#outer,
       owner: (scope) => scope.#core.owner,
       setReopen: (scope, reopen) => {
@@ -232,7 +240,7 @@ export class Scope {
     );
   }
 
-  #close(aborted: boolean): Promise<void> | undefined {
+  #close(aborted: boolean, succeeded: boolean): Promise<void> | undefined {
     if (this.#ended) return this.#closing;
     this.#ended = true;
     this.#watch = undefined;
@@ -241,8 +249,26 @@ export class Scope {
     this.#abort?.abort(this.#endedError());
     const open = this.#open;
     if (open === undefined || open.size === 0) return undefined;
-    this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(() => {});
-    return this.#closing;
+    const lazy = succeeded && !aborted && this.#core.commitOnSuccess ? this.#lazy : undefined;
+    if (lazy === undefined || !open.has(lazy)) {
+      this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(noop);
+      return this.#closing;
+    }
+    // The COMMIT's error is kept until every other session is rolled back, so that the error
+    // response an adapter makes of it never goes out while this scope still holds a connection.
+    let failure: { error: unknown } | undefined;
+    const ending = Array.from(open, (session) =>
+      session === lazy
+        ? session.commitAtEnd().catch((error: unknown) => {
+            failure = { error };
+          })
+        : session.discard(),
+    );
+    const closing = Promise.all(ending).then(() => {
+      if (failure !== undefined) throw failure.error;
+    });
+    this.#closing = closing.catch(noop);
+    return closing;
   }
 
   #endedError(): ScopeClosedError {
@@ -254,6 +280,8 @@ export class Scope {
     );
   }
 }
+
+function noop(): void {}
 
 function poolMax(knex: Knex): number {
   const max = (knex.client as { pool?: { max?: unknown } }).pool?.max;

@@ -134,6 +134,21 @@ export class Session {
     return this.rollback();
   }
 
+  /**
+   * The scope ended after a handler that succeeded, with `commit: 'on-success'`: commits if still
+   * open (waiting for an opening or a COMMIT in flight first), and from now on refuses every use
+   * with ScopeClosedError. Rejects with the COMMIT error, after the ROLLBACK that follows it.
+   */
+  async commitAtEnd(): Promise<void> {
+    const trx = await this.ready.catch(noop);
+    if (this.#pending !== undefined) await this.#pending;
+    try {
+      if (trx !== undefined && this.#state === 'open') await trx.commit();
+    } finally {
+      this.#scopeEnded = true;
+    }
+  }
+
   /** Commits unless the caller already committed or rolled back (used by the callback form). */
   async finish(trx: Knex.Transaction): Promise<void> {
     if (this.#state === 'committed' || this.#state === 'rolled back') return;

@@ -13,7 +13,9 @@ export type KoaHandler = (ctx: KoaContextLike, next: () => Promise<unknown>) => 
 
 /**
  * The Koa adapter: one scope per request, torn down after `await next()` settles and so before
- * Koa writes the response, or at once when the client disconnects first.
+ * Koa writes the response, or at once when the client disconnects first. With `commit:
+ * 'on-success'`, a `next()` that resolved with a status below 400 commits the lazy (or eager)
+ * session there.
  *
  * @example
  * const slot = requestSlot('db');
@@ -24,12 +26,15 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
   return async function knexScope(ctx, next) {
     const outer = context ? scopeStorage.getStore() : undefined;
     const scope = scopeControl.open(core, outer, watchClose, ctx.res);
+    let succeeded = false;
     try {
       const ready = attach(ctx, scope, undefined);
       if (ready !== undefined) await ready;
       await (context ? scopeStorage.run(scope, next) : next());
+      succeeded = ctx.res.statusCode < 400;
     } finally {
-      const closing = scopeControl.close(scope, false);
+      // With commit: 'on-success', a failed COMMIT is thrown from here: Koa answers it with 500.
+      const closing = scopeControl.close(scope, false, succeeded);
       if (closing !== undefined) await closing;
     }
   };
