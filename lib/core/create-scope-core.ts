@@ -36,6 +36,7 @@ export function createScopeCore(
         begin: () => scopeStorage.exit(() => knex.transaction(transaction)),
         context: normalized.currentDb,
         owner: undefined,
+        onForgotten: normalized.onForgotten,
       },
       property: normalized.property,
       destroy,

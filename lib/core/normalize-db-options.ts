@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { InvalidConfigError } from './errors';
+import { warnForgotten } from './warn-forgotten';
 
 /** Options of `withDb` (nameko's `session_options`, plus where the scope goes on the request). */
 export interface DbOptions {
@@ -23,6 +25,13 @@ export interface DbOptions {
    * @default false
    */
   readonly currentDb?: boolean;
+  /**
+   * Told of every session rolled back because its scope ended while it was still open: a
+   * function, `'warn'` (a process warning the first time each route loses uncommitted writes in
+   * each kind of session), or `false`.
+   * @default 'warn' unless NODE_ENV is 'production', then false
+   */
+  readonly onForgotten?: ((report: ForgottenSession) => void) | 'warn' | false;
 }
 
 /** DbOptions after validation and defaults. */
@@ -30,6 +39,7 @@ export interface NormalizedDbOptions {
   readonly transaction: Readonly<Knex.TransactionConfig> | undefined;
   readonly property: string;
   readonly currentDb: boolean;
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
 }
 
 const isolationLevels: readonly string[] = [
@@ -50,7 +60,12 @@ const isolationLevels: readonly string[] = [
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
   if (options === undefined) {
-    return { transaction: undefined, property: defaultProperty, currentDb: false };
+    return {
+      transaction: undefined,
+      property: defaultProperty,
+      currentDb: false,
+      onForgotten: normalizeOnForgotten(undefined),
+    };
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidConfigError('The options must be an object.');
@@ -59,12 +74,13 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     transaction,
     property = defaultProperty,
     currentDb = false,
+    onForgotten,
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property" and "currentDb".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb" and "onForgotten".`,
     );
   }
   if (typeof currentDb !== 'boolean') {
@@ -78,7 +94,20 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       '"property" must not be "session": express-session and koa-session own req.session / ctx.session.',
     );
   }
-  return { transaction: normalizeTransaction(transaction), property, currentDb };
+  return {
+    transaction: normalizeTransaction(transaction),
+    property,
+    currentDb,
+    onForgotten: normalizeOnForgotten(onForgotten),
+  };
+}
+
+function normalizeOnForgotten(value: unknown): NormalizedDbOptions['onForgotten'] {
+  if (value === undefined) value = process.env.NODE_ENV === 'production' ? false : 'warn';
+  if (value === false) return undefined;
+  if (value === 'warn') return warnForgotten();
+  if (typeof value === 'function') return value as (report: ForgottenSession) => void;
+  throw new InvalidConfigError('"onForgotten" must be a function, "warn" or false.');
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {

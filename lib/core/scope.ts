@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { ScopeClosedError, SessionLimitError } from './errors';
+import { type DescribeRequest, forgottenReported, reportForgotten } from './forgotten-sessions';
 import { Session, type SessionKind } from './session';
+import { refuseSession } from './session-trace';
 
 /** What every scope of one `withDb(...)` shares. */
 export interface ScopeCore {
@@ -16,6 +19,12 @@ export interface ScopeCore {
   readonly context: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
   owner: object | undefined;
+  /** Told of every session rolled back because its scope ended while it was open (`onForgotten`). */
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
+  /** Set by the adapter: the method and route of a scope's host, for forgotten-session reports. */
+  describe?: DescribeRequest | undefined;
+  /** Set by `withLegacySession`: its `scope.session` is the eager session. */
+  eager?: boolean | undefined;
 }
 
 /**
@@ -111,7 +120,7 @@ export class Scope {
     const lazy = this.#lazy;
     if (lazy?.live) return lazy.ready;
     try {
-      this.#lazy = this.#start('lazy');
+      this.#lazy = this.#start(this.#core.eager === true ? 'eager' : 'lazy');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -196,9 +205,8 @@ export class Scope {
     const watch = this.#watch;
     if (watch === undefined) return;
     this.#watch = undefined;
-    const host = this.#host;
-    this.#host = undefined;
-    watch(this, host);
+    // The host stays until the scope ends, for a forgotten-session report.
+    watch(this, this.#host);
   }
 
   #start(kind: SessionKind): Session {
@@ -209,13 +217,26 @@ export class Scope {
     const limit = poolMax(this.knex);
     if (open.size >= limit) {
       const held = Array.from(open, (session) => session.label).join(', ');
-      throw new SessionLimitError(
-        `This scope already holds ${open.size} of the pool's ${limit} connection${limit === 1 ? '' : 's'} ` +
-          `(${held}), so a new session could only wait for itself until the acquire timeout. ` +
-          'Commit or roll back a session first, or raise pool.max.',
+      throw refuseSession(
+        kind,
+        this.knex,
+        new SessionLimitError(
+          `This scope already holds ${open.size} of the pool's ${limit} connection${limit === 1 ? '' : 's'} ` +
+            `(${held}), so a new session could only wait for itself until the acquire timeout. ` +
+            'Commit or roll back a session first, or raise pool.max.',
+        ),
       );
     }
-    const session = new Session(++this.#count, kind, this.#core.begin, this.knex, this, open);
+    const counted = forgottenReported(this.#core.onForgotten);
+    const session = new Session(
+      ++this.#count,
+      kind,
+      this.#core.begin,
+      this.knex,
+      this,
+      open,
+      counted,
+    );
     open.add(session);
     return session;
   }
@@ -224,11 +245,14 @@ export class Scope {
     if (this.#ended) return this.#closing;
     this.#ended = true;
     this.#watch = undefined;
+    const host = this.#host;
     this.#host = undefined;
     this.#aborted = aborted;
     this.#abort?.abort(this.#endedError());
     const open = this.#open;
     if (open === undefined || open.size === 0) return undefined;
+    const { onForgotten, describe } = this.#core;
+    if (forgottenReported(onForgotten)) reportForgotten(open, onForgotten, describe, host, aborted);
     this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(() => {});
     return this.#closing;
   }

@@ -1,0 +1,33 @@
+import type { RequestDescription } from '../core/forgotten-sessions';
+
+/**
+ * The method and route of the request a scope serves, from its host: Express's `res` (the route
+ * Express matched, `req.baseUrl` + `req.route.path`) or Koa's `ctx` (the route @koa/router and
+ * koa-router matched, `ctx._matchedRoute`). Only read when a forgotten session is reported.
+ *
+ * @example
+ * describeRequest(res); // { method: 'POST', route: '/orders/:id' }
+ */
+export function describeRequest(host: unknown): RequestDescription {
+  if (typeof host !== 'object' || host === null) return { method: undefined, route: undefined };
+  const koaRes = Reflect.get(host, 'res');
+  if (typeof koaRes === 'object' && koaRes !== null) {
+    const matched = Reflect.get(host, '_matchedRoute') ?? Reflect.get(host, 'routerPath');
+    return { method: text(Reflect.get(host, 'method')), route: text(matched) };
+  }
+  const req = Reflect.get(host, 'req');
+  if (typeof req !== 'object' || req === null) return { method: undefined, route: undefined };
+  const route = Reflect.get(req, 'route') as { path?: unknown } | undefined;
+  const path = route?.path;
+  return {
+    method: text(Reflect.get(req, 'method')),
+    route:
+      path === undefined || path === null
+        ? undefined
+        : `${text(Reflect.get(req, 'baseUrl')) ?? ''}${String(path)}`,
+  };
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
