@@ -5,6 +5,8 @@ import type { Session } from './session';
 export interface RequestDescription {
   readonly method: string | undefined;
   readonly route: string | undefined;
+  /** The response status when the scope ended. */
+  readonly status: number | undefined;
 }
 
 /** Reads the method and route of the request from a scope's host (the adapter's `res` or context). */
@@ -41,13 +43,14 @@ export function reportForgotten(
   for (const session of sessions) {
     const trace = session.trace;
     if (trace === undefined || !session.live) continue;
-    request ??= describe?.(host) ?? { method: undefined, route: undefined };
+    request ??= describe?.(host) ?? { method: undefined, route: undefined, status: undefined };
     const report: ForgottenSession = {
       kind: trace.kind,
       statements: trace.statements,
       wrote: trace.wrote,
       method: request.method,
       route: request.route,
+      status: request.status,
       aborted,
       system: trace.system,
       namespace: trace.namespace,

@@ -9,7 +9,7 @@ import {
 } from '../observability/session-channel';
 import { tracingSubscribed } from '../observability/tracing-subscribed';
 import { isConnectionError } from '../retry/is-connection-error';
-import { databaseIdentity } from './database-identity';
+import { type DatabaseIdentity, databaseIdentity } from './database-identity';
 import { writesData } from './writes-data';
 
 type Query = (connection: unknown, query: unknown) => Promise<unknown>;
@@ -32,10 +32,6 @@ const builders = ['queryBuilder', 'raw', 'schemaBuilder'] as const;
  * const trace = traceSession('lazy', knex, true); // undefined when nobody listens
  */
 export class SessionTrace implements SessionMessage {
-  readonly system: string;
-  readonly namespace: string | undefined;
-  readonly serverAddress: string | undefined;
-  readonly serverPort: number | undefined;
   readonly kind: SessionKind;
   statements = 0;
   wrote = false;
@@ -43,14 +39,34 @@ export class SessionTrace implements SessionMessage {
   error: unknown = undefined;
   commitResolution: CommitResolution | undefined = undefined;
   runInContext: RunInContext | undefined = undefined;
+  readonly #knex: Knex;
+  #identity: DatabaseIdentity | undefined;
 
   constructor(kind: SessionKind, knex: Knex) {
-    const identity = databaseIdentity(knex);
-    this.system = identity.system;
-    this.namespace = identity.namespace;
-    this.serverAddress = identity.serverAddress;
-    this.serverPort = identity.serverPort;
     this.kind = kind;
+    this.#knex = knex;
+  }
+
+  get system(): string {
+    return this.#database().system;
+  }
+
+  get namespace(): string | undefined {
+    return this.#database().namespace;
+  }
+
+  get serverAddress(): string | undefined {
+    return this.#database().serverAddress;
+  }
+
+  get serverPort(): number | undefined {
+    return this.#database().serverPort;
+  }
+
+  // Read on first use: a session counted only for a forgotten-session report rarely needs it.
+  #database(): DatabaseIdentity {
+    this.#identity ??= databaseIdentity(this.#knex);
+    return this.#identity;
   }
 }
 

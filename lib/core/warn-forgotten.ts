@@ -7,11 +7,14 @@ const labels: Record<ForgottenSession['kind'], string> = {
   eager: 'the withLegacySession transaction',
 };
 
+// Per process, not per db: one warning per route and kind however many withDb instances there are.
+const warned = new Set<string>();
+
 /**
  * `onForgotten: 'warn'`: a `process.emitWarning` (code `KNEX_SCOPE_FORGOTTEN_SESSION`) the first
  * time each route rolls back each kind of session that wrote and was never committed. Sessions
- * that only read lose nothing, and a client that disconnected ends its scope on purpose: neither
- * is warned about.
+ * that only read lose nothing; a client that disconnected, or a response with an error status
+ * (400 and above), ends its scope uncommitted on purpose: none of them is warned about.
  *
  * @example
  * const onForgotten = warnForgotten();
@@ -21,9 +24,8 @@ export function warnForgotten(
   emit: (message: string, options: { type: string; code: string }) => void = (message, options) =>
     process.emitWarning(message, options),
 ): (report: ForgottenSession) => void {
-  const warned = new Set<string>();
   return (report) => {
-    if (!report.wrote || report.aborted) return;
+    if (!report.wrote || report.aborted || (report.status ?? 0) >= 400) return;
     const where =
       report.method === undefined && report.route === undefined
         ? 'a db.wrap handler'

@@ -16,6 +16,11 @@ export interface ForgottenSession {
   readonly method: string | undefined;
   /** The route that handled the request (`/orders/:id`), where the adapter knows it. */
   readonly route: string | undefined;
+  /**
+   * The response status when the scope ended, where the adapter knows it (on Koa, the status set
+   * so far: 404 while no body is set, even if the handler then threw).
+   */
+  readonly status: number | undefined;
   /** True when the scope ended because the client disconnected, not because the handler finished. */
   readonly aborted: boolean;
   /** As in SessionMessage: `postgresql`, `mysql`, `sqlite`… */
