@@ -16,12 +16,14 @@ type Query = (connection: unknown, query: unknown) => Promise<unknown>;
 
 interface TracedClient {
   query: Query;
-  queryBuilder: (...args: unknown[]) => unknown;
   raw: (...args: unknown[]) => unknown;
   schemaBuilder: (...args: unknown[]) => unknown;
+  runner: (builder: unknown) => { run: () => unknown };
 }
 
-const builders = ['queryBuilder', 'raw', 'schemaBuilder'] as const;
+// Builders that instrumentation-knex stamps with the context they were made in (every dialect
+// overrides queryBuilder, which it cannot see: query builders are covered by `runner` below).
+const builders = ['raw', 'schemaBuilder'] as const;
 
 /**
  * What knex-scope knows of one session while someone listens: the context of its trace on
@@ -105,10 +107,11 @@ export function beginTraced<T>(trace: SessionTrace, begin: () => T): T {
 }
 
 /**
- * Makes a traced session's transaction client count its statements and run them, and the making
- * of its query builders, through the subscriber's `runInContext`: so that spans of database
- * instrumentations (`@opentelemetry/instrumentation-pg`, `-knex`) nest under the session's.
- * Call it before the session wraps `client.query` itself.
+ * Makes a traced session's transaction client count its statements, and run them, the making of
+ * its raw and schema builders and the running of every builder (`await trx('t')…`) through the
+ * subscriber's `runInContext`: so that the spans of database instrumentations
+ * (`@opentelemetry/instrumentation-pg`, `-mysql2`, `-knex`) nest under the session's. Call it
+ * before the session wraps `client.query` itself.
  *
  * @example
  * traceClient(trx.client, trace);
@@ -134,6 +137,15 @@ export function traceClient(client: TracedClient, trace: SessionTrace): void {
       return run(make, this, ...args);
     };
   }
+  const runner = client.runner;
+  client.runner = function (this: unknown, builder) {
+    const made = runner.call(this, builder);
+    const start = made.run;
+    made.run = function (this: unknown) {
+      return run(start, this);
+    };
+    return made;
+  };
 }
 
 /**
