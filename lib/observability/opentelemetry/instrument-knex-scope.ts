@@ -35,8 +35,6 @@ interface OpenOperation {
 }
 
 const scopeName = 'knex-scope';
-// Same depth from lib/ and dist/: lib/observability/opentelemetry/ → the package root.
-const version = (require('../../../package.json') as { version: string }).version;
 
 /**
  * Turns knex-scope's diagnostics channels into OpenTelemetry spans and metrics. A span per session
@@ -57,14 +55,8 @@ export function instrumentKnexScope(
   options: KnexScopeInstrumentationOptions = {},
 ): KnexScopeInstrumentation {
   const api = require('@opentelemetry/api') as Api;
-  const tracer = (options.tracerProvider ?? api.trace.getTracerProvider()).getTracer(
-    scopeName,
-    version,
-  );
-  const meter = (options.meterProvider ?? api.metrics.getMeterProvider()).getMeter(
-    scopeName,
-    version,
-  );
+  const tracer = (options.tracerProvider ?? api.trace.getTracerProvider()).getTracer(scopeName);
+  const meter = (options.meterProvider ?? api.metrics.getMeterProvider()).getMeter(scopeName);
   const duration = meter.createHistogram('knex_scope.session.duration', {
     description: 'How long sessions lasted, from being asked for to their COMMIT or ROLLBACK.',
     unit: 's',
