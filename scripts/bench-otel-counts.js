@@ -30,6 +30,7 @@ function startOtelCounts() {
         } else if (span.name.startsWith('retryTransaction')) {
           count(spans, `operation ${span.status.code === 2 ? 'error' : 'ok'}`);
           for (const event of span.events) {
+            if (event.name !== 'knex_scope.retry.decision') continue; // not the 'exception' events
             count(events, String(event.attributes?.['knex_scope.retry.decision']));
           }
         } else count(spans, 'other');
