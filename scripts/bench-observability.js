@@ -11,7 +11,7 @@
 //       each --lib is a package folder (its dist/ is loaded): this branch against a build of main
 //   node scripts/bench-observability.js --lib=. --otel      also: the OpenTelemetry SDK registered
 //       (AsyncLocalStorage context manager, a BatchSpanProcessor and a metric reader whose
-//       exporters discard) without and with instrumentKnexScope
+//       exporters discard) without and with instrumentKnexScope; --otel-only: only those two
 //
 // Options: --low=N (2000) --high=N (12000) --frameworks=express,koa --routes=plain,select
 // --env=production|development (NODE_ENV of the children; production: nothing listens; the
@@ -177,7 +177,7 @@ async function main() {
   const frameworks = option('frameworks', 'express,koa').split(',');
   const routes = option('routes', 'plain,select').split(',');
   const env = option('env', 'production');
-  const otel = process.argv.includes('--otel');
+  const otel = process.argv.includes('--otel') || process.argv.includes('--otel-only');
   console.log(
     `node ${process.version} --single-threaded --no-memory-reducer under callgrind, NODE_ENV=${env}, ` +
       `instructions per request = (I(${high}) − I(${low})) / ${high - low}`,
@@ -186,7 +186,9 @@ async function main() {
   const results = [];
   for (const framework of frameworks) {
     for (const route of routes) {
-      const sides = libs.map((lib) => ({ lib, framework, route, otel: 'none' }));
+      const sides = process.argv.includes('--otel-only')
+        ? []
+        : libs.map((lib) => ({ lib, framework, route, otel: 'none' }));
       if (otel) {
         sides.push({ lib: libs[0] ?? '.', framework, route, otel: 'sdk' });
         sides.push({ lib: libs[0] ?? '.', framework, route, otel: 'instrumented' });

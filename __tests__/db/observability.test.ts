@@ -433,6 +433,35 @@ describe('knex-scope:scope:forgotten and onForgotten', () => {
     expect(await countRows(admin, table)).toBe(0);
   });
 
+  it('throws an error of onForgotten on the next tick, after the rollbacks began', async () => {
+    const failure = new Error('logger down');
+    const thrown: unknown[] = [];
+    const nextTick = jest.spyOn(process, 'nextTick').mockImplementation(((callback: () => void) => {
+      try {
+        callback();
+      } catch (error) {
+        thrown.push(error);
+      }
+    }) as never);
+    const forgetful = withDb(testConfig(), {
+      onForgotten: () => {
+        throw failure;
+      },
+    });
+    try {
+      await forgetful.wrap(async (scope: Scope) => {
+        const trx = await scope.session;
+        await trx(table).insert({ name: 'lost' });
+      })();
+    } finally {
+      nextTick.mockRestore();
+    }
+    expect(thrown).toEqual([failure]);
+    expect(poolStats(forgetful.knex).used).toBe(0);
+    await forgetful.destroy();
+    expect(await countRows(admin, table)).toBe(0);
+  });
+
   it('does not count statements, nor report, when nobody listens', async () => {
     const quiet = withDb(testConfig(), { onForgotten: false });
     const app = express();
