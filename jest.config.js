@@ -8,6 +8,7 @@ const moduleNameMapper = {
   '^knex-scope/jest/(.*)$': '<rootDir>/lib/jest/$1.ts',
   '^knex-scope/(testing|toxiproxy)$': '<rootDir>/lib/$1/index.ts',
   '^knex-scope/(express|koa|fastify|hono)$': '<rootDir>/lib/adapters/$1/index.ts',
+  '^knex-scope/opentelemetry$': '<rootDir>/lib/observability/opentelemetry/index.ts',
 };
 
 const transform = {

@@ -10,6 +10,7 @@ import {
 } from '../lib';
 import * as fastify from '../lib/adapters/fastify';
 import * as hono from '../lib/adapters/hono';
+import { normalizeDbOptions } from '../lib/core/normalize-db-options';
 
 const password = 'pa55-w0rd-SECRET';
 
@@ -222,6 +223,12 @@ describe('withDb(config, options)', () => {
       /"transaction.settings.search_path" must be a string/,
     ],
     ['the property express-session owns', { property: 'session' }, /express-session/],
+    [
+      'an onForgotten that is not a function, "warn" or false',
+      { onForgotten: 'log' },
+      /"onForgotten" must be a function, "warn" or false/,
+    ],
+    ['onForgotten: true', { onForgotten: true }, /"onForgotten"/],
   ])('rejects %s', (_what, options, message) => {
     expect(failure(() => withDb(sqlite, options as never)).message).toMatch(message);
   });
@@ -263,6 +270,25 @@ describe('withDb(config, options)', () => {
       maxSessionsPerScope: 4,
     });
     await db.destroy();
+  });
+
+  it('reports forgotten sessions with a warning by default, except when NODE_ENV is production', () => {
+    const previous = process.env.NODE_ENV;
+    try {
+      process.env.NODE_ENV = 'development';
+      expect(normalizeDbOptions(undefined, 'db').onForgotten).toBeInstanceOf(Function);
+      expect(normalizeDbOptions({}, 'db').onForgotten).toBeInstanceOf(Function);
+      expect(normalizeDbOptions({ onForgotten: false }, 'db').onForgotten).toBeUndefined();
+      process.env.NODE_ENV = 'production';
+      expect(normalizeDbOptions(undefined, 'db').onForgotten).toBeUndefined();
+      expect(normalizeDbOptions({ onForgotten: 'warn' }, 'db').onForgotten).toBeInstanceOf(
+        Function,
+      );
+      const report = () => {};
+      expect(normalizeDbOptions({ onForgotten: report }, 'db').onForgotten).toBe(report);
+    } finally {
+      process.env.NODE_ENV = previous;
+    }
   });
 
   it('applies the same rules to withLegacySession', () => {

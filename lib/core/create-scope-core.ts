@@ -39,6 +39,7 @@ export function createScopeCore(
         context: normalized.currentDb,
         commitOnSuccess: normalized.commit === 'on-success',
         owner: undefined,
+        onForgotten: normalized.onForgotten,
       },
       property: normalized.property,
       destroy,

@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { InvalidConfigError } from './errors';
+import { warnForgotten } from './warn-forgotten';
 
 /** Options of `withDb` (nameko's `session_options`, plus where the scope goes on the request). */
 export interface DbOptions {
@@ -48,6 +50,13 @@ export interface DbOptions {
    * @default 'explicit'
    */
   readonly commit?: CommitMode;
+  /**
+   * Told of every session rolled back because its scope ended while it was still open: a
+   * function, `'warn'` (a process warning the first time each route loses uncommitted writes in
+   * each kind of session), or `false`.
+   * @default 'warn' unless NODE_ENV is 'production', then false
+   */
+  readonly onForgotten?: ((report: ForgottenSession) => void) | 'warn' | false;
 }
 
 /** When a scope's lazy (or eager) session is committed: see `DbOptions.commit`. */
@@ -62,6 +71,7 @@ export interface NormalizedDbOptions {
   readonly currentDb: boolean;
   readonly maxSessionsPerScope: number;
   readonly commit: CommitMode;
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
 }
 
 const isolationLevels: readonly string[] = [
@@ -89,6 +99,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       currentDb: false,
       maxSessionsPerScope: Number.POSITIVE_INFINITY,
       commit: 'explicit',
+      onForgotten: normalizeOnForgotten(undefined),
     };
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -100,12 +111,13 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     currentDb = false,
     maxSessionsPerScope = Number.POSITIVE_INFINITY,
     commit = 'explicit',
+    onForgotten,
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb", "maxSessionsPerScope" and "commit".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb", "maxSessionsPerScope", "commit" and "onForgotten".`,
     );
   }
   if (
@@ -137,6 +149,7 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     currentDb,
     maxSessionsPerScope,
     commit,
+    onForgotten: normalizeOnForgotten(onForgotten),
   };
 }
 
@@ -163,6 +176,14 @@ function normalizeSettings(transaction: DbOptions['transaction']): NormalizedDbO
     return [name, String(value)];
   });
   return pairs.length === 0 ? undefined : pairs;
+}
+
+function normalizeOnForgotten(value: unknown): NormalizedDbOptions['onForgotten'] {
+  if (value === undefined) value = process.env.NODE_ENV === 'production' ? false : 'warn';
+  if (value === false) return undefined;
+  if (value === 'warn') return warnForgotten();
+  if (typeof value === 'function') return value as (report: ForgottenSession) => void;
+  throw new InvalidConfigError('"onForgotten" must be a function, "warn" or false.');
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {

@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { ScopeClosedError, SessionLimitError } from './errors';
+import { type DescribeRequest, forgottenReported, reportForgotten } from './forgotten-sessions';
 import { Session, type SessionKind } from './session';
+import { refuseSession } from './session-trace';
 
 /** What every scope of one `withDb(...)` shares. */
 export interface ScopeCore {
@@ -20,6 +23,12 @@ export interface ScopeCore {
   readonly commitOnSuccess: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
   owner: object | undefined;
+  /** Told of every session rolled back because its scope ended while it was open (`onForgotten`). */
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
+  /** Set by the adapter: the method and route of a scope's host, for forgotten-session reports. */
+  describe?: DescribeRequest | undefined;
+  /** Set by `withLegacySession`: its `scope.session` is the eager session. */
+  eager?: boolean | undefined;
 }
 
 /**
@@ -121,7 +130,7 @@ export class Scope {
     const lazy = this.#lazy;
     if (lazy?.live) return lazy.ready;
     try {
-      this.#lazy = this.#start('lazy');
+      this.#lazy = this.#start(this.#core.eager === true ? 'eager' : 'lazy');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -206,9 +215,8 @@ export class Scope {
     const watch = this.#watch;
     if (watch === undefined) return;
     this.#watch = undefined;
-    const host = this.#host;
-    this.#host = undefined;
-    watch(this, host);
+    // The host stays until the scope ends, for a forgotten-session report.
+    watch(this, this.#host);
   }
 
   #start(kind: SessionKind): Session {
@@ -217,9 +225,18 @@ export class Scope {
     this.#open ??= new Set();
     const open = this.#open;
     if (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex)) {
-      throw this.#limitError(open);
+      throw refuseSession(kind, this.knex, this.#limitError(open));
     }
-    const session = new Session(++this.#count, kind, this.#core.begin, this.knex, this, open);
+    const counted = forgottenReported(this.#core.onForgotten);
+    const session = new Session(
+      ++this.#count,
+      kind,
+      this.#core.begin,
+      this.knex,
+      this,
+      open,
+      counted,
+    );
     open.add(session);
     return session;
   }
@@ -244,13 +261,21 @@ export class Scope {
     if (this.#ended) return this.#closing;
     this.#ended = true;
     this.#watch = undefined;
+    const host = this.#host;
     this.#host = undefined;
     this.#aborted = aborted;
     this.#abort?.abort(this.#endedError());
     const open = this.#open;
     if (open === undefined || open.size === 0) return undefined;
     const lazy = succeeded && !aborted && this.#core.commitOnSuccess ? this.#lazy : undefined;
-    if (lazy === undefined || !open.has(lazy)) {
+    const committing = lazy !== undefined && open.has(lazy) ? lazy : undefined;
+    const { onForgotten, describe } = this.#core;
+    if (forgottenReported(onForgotten)) {
+      const forgotten =
+        committing === undefined ? open : Array.from(open).filter((s) => s !== committing);
+      reportForgotten(forgotten, onForgotten, describe, host, aborted);
+    }
+    if (committing === undefined) {
       this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(noop);
       return this.#closing;
     }
@@ -258,7 +283,7 @@ export class Scope {
     // response an adapter makes of it never goes out while this scope still holds a connection.
     let failure: { error: unknown } | undefined;
     const ending = Array.from(open, (session) =>
-      session === lazy
+      session === committing
         ? session.commitAtEnd().catch((error: unknown) => {
             failure = { error };
           })

@@ -25,7 +25,7 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
   const { context } = core;
   return async function knexScope(ctx, next) {
     const outer = context ? scopeStorage.getStore() : undefined;
-    const scope = scopeControl.open(core, outer, watchClose, ctx.res);
+    const scope = scopeControl.open(core, outer, watchClose, ctx);
     let succeeded = false;
     try {
       const ready = attach(ctx, scope, undefined);
@@ -45,9 +45,10 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
  * ends it after `next()` otherwise).
  *
  * @example
- * scopeControl.open(core, undefined, watchClose, ctx.res);
+ * scopeControl.open(core, undefined, watchClose, ctx);
  */
-export function watchClose(scope: Scope, res: ServerResponse): void {
+export function watchClose(scope: Scope, ctx: KoaContextLike): void {
+  const res = ctx.res;
   if (res.destroyed) {
     scopeControl.close(scope, !res.writableEnded);
     return;
