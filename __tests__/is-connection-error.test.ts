@@ -435,6 +435,13 @@ describe('refusedByServer', () => {
   });
 
   it.each([
+    [
+      'Galera 1180 at a COMMIT cut off while it replicated (it may have been applied)',
+      Object.assign(mysqlError(1180, 'ER_ERROR_DURING_COMMIT'), {
+        message:
+          'COMMIT; - Error while appending streaming replication fragment(provider status: Not connected to Primary Component)',
+      }),
+    ],
     ['a lost connection', nodeError('ECONNRESET')],
     ['pg 57P01', pgError('57P01', 'terminating connection', 'FATAL')],
     ['MySQL 1047 without WSREP or 08S01', mysqlError(1047, 'ER_UNKNOWN_COM_ERROR')],

@@ -18,6 +18,10 @@ import { readTestRun, type TestRun, testEnvKey } from '../../lib/testing/test-en
 import { createTestRunName, hostTag, parseTestRunName } from '../../lib/testing/test-run-name';
 import { availableTargets, type Target, uniqueName, withKnex } from './support';
 
+// Each test creates and drops several databases: about 0.5 s apiece on PostgreSQL, several times
+// that while the machine is busy.
+jest.setTimeout(30_000);
+
 const fixtures = join(__dirname, 'fixtures');
 const migrations = join(fixtures, 'migrations');
 const schema = join(fixtures, 'schema.js');
