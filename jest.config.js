@@ -29,7 +29,24 @@ module.exports = async () => {
         moduleNameMapper,
         testEnvironment: 'node',
         testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
-        testPathIgnorePatterns: ['<rootDir>/__tests__/db/', '<rootDir>/__tests__/testing/'],
+        testPathIgnorePatterns: [
+          '<rootDir>/__tests__/db/',
+          '<rootDir>/__tests__/testing/',
+          '<rootDir>/__tests__/scale-out/',
+          '<rootDir>/__tests__/services.test.ts',
+        ],
+      },
+      {
+        // PgBouncer, the PostgreSQL failover pair and Galera (scripts/services/): each file locks
+        // its service, and scripts/test.js runs this project beside the others.
+        displayName: 'scale-out',
+        transform,
+        moduleNameMapper,
+        testEnvironment: 'node',
+        testMatch: [
+          '<rootDir>/__tests__/scale-out/**/*.test.ts',
+          '<rootDir>/__tests__/services.test.ts',
+        ],
       },
       ...databases.map(({ name, url }) => ({
         displayName: name,
