@@ -198,7 +198,8 @@ describe.each(availableTargets())('the global setup on $name', ({ name, open }) 
     } finally {
       diagnostics.unsubscribe('knex-scope:test-database', record);
     }
-  });
+    // Three databases made and dropped: over the 5 s default when the server is busy.
+  }, 30_000);
 
   it("removes a dead process's leftovers, never a live run's, another machine's or a foreign database", async () => {
     const child = spawnSync(process.execPath, ['-e', '']);
