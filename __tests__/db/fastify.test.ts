@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import {
   currentDb,
   type Db,
+  type ForgottenSession,
   type LegacySession,
   NoScopeError,
   retryTransaction,
@@ -65,6 +66,37 @@ function post(url: string): Promise<Response> {
 function connectionLost(): Error {
   return Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
 }
+
+describe('knex-scope/fastify forgotten sessions', () => {
+  it('reports the method, the route pattern and the status of a request whose session was never committed', async () => {
+    const reports: ForgottenSession[] = [];
+    const forgetful = withDb(testConfig(), { onForgotten: (report) => reports.push(report) });
+    const { app, url } = await serve(forgetful, (a) => {
+      a.post('/orders/:id', async (request, reply) => {
+        const trx = await request.db.session;
+        await trx(table).insert({ name: 'lost' });
+        reply.code(201);
+        return { ok: true };
+      });
+    });
+    try {
+      expect((await post(`${url}/orders/7`)).status).toBe(201);
+    } finally {
+      await app.close();
+      await forgetful.destroy();
+    }
+    expect(
+      reports.map(({ kind, method, route, status, wrote }) => ({
+        kind,
+        method,
+        route,
+        status,
+        wrote,
+      })),
+    ).toEqual([{ kind: 'lazy', method: 'POST', route: '/orders/:id', status: 201, wrote: true }]);
+    expect(await countRows(admin, table)).toBe(0);
+  });
+});
 
 describe('knex-scope/fastify withDb', () => {
   let db: Db;

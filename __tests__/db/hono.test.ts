@@ -9,6 +9,7 @@ import type { Knex } from 'knex';
 import {
   currentDb,
   type Db,
+  type ForgottenSession,
   type LegacySession,
   retryTransaction,
   type Scope,
@@ -76,6 +77,35 @@ function post(url: string): Promise<Response> {
 function connectionLost(): Error {
   return Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
 }
+
+describe('knex-scope/hono forgotten sessions', () => {
+  it('reports the method, the route pattern and the status of a request whose session was never committed', async () => {
+    const reports: ForgottenSession[] = [];
+    const forgetful = withDb(testConfig(), { onForgotten: (report) => reports.push(report) });
+    const url = await listen(forgetful, (app) => {
+      app.post('/orders/:id', async (c) => {
+        const trx = await c.var.db.session;
+        await trx(table).insert({ name: 'lost' });
+        return c.json({ ok: true }, 201);
+      });
+    });
+    try {
+      expect((await post(`${url}/orders/7`)).status).toBe(201);
+    } finally {
+      await forgetful.destroy();
+    }
+    expect(
+      reports.map(({ kind, method, route, status, wrote }) => ({
+        kind,
+        method,
+        route,
+        status,
+        wrote,
+      })),
+    ).toEqual([{ kind: 'lazy', method: 'POST', route: '/orders/:id', status: 201, wrote: true }]);
+    expect(await countRows(admin, table)).toBe(0);
+  });
+});
 
 describe('knex-scope/hono withDb', () => {
   let db: Db;

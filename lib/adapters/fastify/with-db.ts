@@ -6,6 +6,7 @@ import type { DbOptions } from '../../core/normalize-db-options';
 import type { Scope } from '../../core/scope';
 import { contextFree } from '../../core/scope-storage';
 import { type Wrap, wrapHandler } from '../wrap/wrap-handler';
+import { describeReply } from './describe-reply';
 import { scopePlugin } from './scope-plugin';
 
 /**
@@ -62,6 +63,7 @@ export function withDb(config: DbConfig, options?: DbOptions): Db {
     wrap: wrapHandler(core, (scope) => scope),
     destroy,
   });
+  core.describe = describeReply;
   core.owner = db;
   if (!core.context) contextFree.add(db);
   return db;

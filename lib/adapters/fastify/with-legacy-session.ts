@@ -5,6 +5,7 @@ import { createScopeCore } from '../../core/create-scope-core';
 import type { DbOptions } from '../../core/normalize-db-options';
 import { contextFree } from '../../core/scope-storage';
 import { type Wrap, wrapHandler } from '../wrap/wrap-handler';
+import { describeReply } from './describe-reply';
 import { scopePlugin } from './scope-plugin';
 
 /** What `withLegacySession` from `knex-scope/fastify` returns: the plugin, `wrap`, `knex`, `destroy`. */
@@ -37,6 +38,8 @@ export function withLegacySession(config: DbConfig, options?: DbOptions): Legacy
     wrap: wrapHandler(core, (scope) => scope.session),
     destroy,
   });
+  core.describe = describeReply;
+  core.eager = true;
   core.owner = legacy;
   if (!core.context) contextFree.add(legacy);
   return legacy;

@@ -6,6 +6,7 @@ import type { DbOptions } from '../../core/normalize-db-options';
 import type { Scope } from '../../core/scope';
 import { contextFree } from '../../core/scope-storage';
 import { type Wrap, wrapHandler } from '../wrap/wrap-handler';
+import { describeContext } from './describe-context';
 import { honoMiddleware } from './hono-middleware';
 
 /**
@@ -71,6 +72,7 @@ export function withDb<Property extends string = 'db'>(
     wrap: wrapHandler(core, (scope) => scope),
     destroy,
   });
+  core.describe = describeContext;
   core.owner = db;
   if (!core.context) contextFree.add(db);
   return db;

@@ -6,6 +6,7 @@ import type { DbOptions } from '../../core/normalize-db-options';
 import { scopeControl } from '../../core/scope';
 import { contextFree } from '../../core/scope-storage';
 import { type Wrap, wrapHandler } from '../wrap/wrap-handler';
+import { describeContext } from './describe-context';
 import { honoMiddleware } from './hono-middleware';
 
 /** What `withLegacySession` from `knex-scope/hono` returns: the middleware, `wrap`, `knex`, `destroy`. */
@@ -52,6 +53,8 @@ export function withLegacySession<Property extends string = 'dbSession'>(
     wrap: wrapHandler(core, (scope) => scope.session),
     destroy,
   });
+  core.describe = describeContext;
+  core.eager = true;
   core.owner = legacy;
   if (!core.context) contextFree.add(legacy);
   return legacy;
