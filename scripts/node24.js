@@ -5,21 +5,26 @@
 // and ends with the sum of both.
 //
 // Node 24 comes from the npm registry (the official build, packaged as node-<os>-<cpu>), into
-// .tmp/node24; delete that folder to get the newest 24.x. better-sqlite3 is a native addon built
-// for one Node ABI, and `npm ci` builds it for the machine's Node only. Its loader (the `bindings`
+// ~/.cache/knex-scope/node24 (KNEX_SCOPE_CACHE_DIR); delete that folder to get the newest 24.x.
+// better-sqlite3 is a native addon built for one Node ABI, and `npm ci` builds it for the machine's Node only. Its loader (the `bindings`
 // package) also looks in lib/binding/node-v<ABI>-<os>-<cpu>/, chosen by the running Node's ABI,
 // but only after build/Release/, which any Node would load first (and refuse when it is another
 // ABI's). So the binary `npm ci` built moves from build/Release/ to its own ABI's folder, and
 // Node 24's goes next to it: each Node loads its own, `npm test` keeps working on the machine's
 // Node, and both can run at once. Node 24's binary is compiled once (about a minute) with the
-// headers that come with that Node package, and kept in .tmp/node24 for the next `npm ci`.
-const { spawnSync } = require('node:child_process');
+// headers that come with that Node package, and kept in ~/.cache/knex-scope/node24 for the next
+// `npm ci` (and the next clone on this machine). With `npm test -- --node24`, fetching and
+// compiling run at the lowest priority while the suite runs on the machine's Node
+// (`prepareInBackground`).
+const { spawn, spawnSync } = require('node:child_process');
 const {
+  closeSync,
   copyFileSync,
   cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -30,7 +35,10 @@ const { delimiter, dirname, join } = require('node:path');
 
 const root = join(__dirname, '..');
 const major = 24;
-const home = join(root, '.tmp', `node${major}`);
+// Outside the checkout, so that a fresh clone on the same machine (CI's) reuses the download and
+// the compiled addon: KNEX_SCOPE_CACHE_DIR, else ~/.cache/knex-scope.
+const cache = process.env.KNEX_SCOPE_CACHE_DIR ?? join(os.homedir(), '.cache', 'knex-scope');
+const home = join(cache, `node${major}`);
 const platform = process.platform === 'win32' ? 'win' : process.platform;
 const nodePackage = `node-${platform}-${process.arch}`;
 const addon = 'better_sqlite3.node';
@@ -58,7 +66,7 @@ function run(command, args, options = {}) {
 }
 
 /**
- * Node `major` from the npm registry into .tmp/node24, unless it is there already.
+ * Node `major` from the npm registry into ~/.cache/knex-scope/node24, unless it is there already.
  * @returns {{ node: string; dir: string; version: string }}  node: the binary; dir: the package
  *   (its include/node holds the headers node-gyp needs)
  */
@@ -88,16 +96,65 @@ function installNode() {
   return { node, dir, version };
 }
 
-/**
- * Puts a better-sqlite3 binary for `node` next to the machine's Node's own (see the top).
- * @param {{ node: string; dir: string }} target
- */
-function prepareBetterSqlite3({ node, dir }) {
+/** better-sqlite3's folder in node_modules, its version, and where a binary for an ABI goes. */
+function betterSqlite3() {
   const pkg = dirname(require.resolve('better-sqlite3/package.json', { paths: [root] }));
-  const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8'));
+  /** @type {string} */
+  const version = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).version;
   const bindingDir = (/** @type {string} */ abi) =>
     join(pkg, 'lib', 'binding', `node-v${abi}-${process.platform}-${process.arch}`);
+  return { pkg, version, bindingDir };
+}
 
+/**
+ * A better-sqlite3 binary for `node` in ~/.cache/knex-scope/node24, compiled unless it is there already. Changes
+ * nothing in node_modules, so it can run while the suite runs on the machine's Node.
+ * @param {{ node: string; dir: string }} target
+ * @returns {string} the binary
+ */
+function buildBetterSqlite3({ node, dir }) {
+  const { pkg, version } = betterSqlite3();
+  const abi = run(node, ['-p', 'process.versions.modules']);
+  const cached = join(
+    home,
+    `better-sqlite3-${version}-node-v${abi}-${process.platform}-${process.arch}.node`,
+  );
+  if (existsSync(cached)) return cached;
+  const started = Date.now();
+  // In a copy, outside the repository: the package's own build/ stays as npm left it, and jest
+  // does not meet a second package named better-sqlite3.
+  const work = mkdtempSync(join(os.tmpdir(), 'knex-scope-better-sqlite3-'));
+  try {
+    const source = join(work, 'better-sqlite3');
+    const skip = [join(pkg, 'build'), join(pkg, 'lib', 'binding')];
+    cpSync(pkg, source, { recursive: true, filter: (path) => !skip.includes(path) });
+    const gyp = nodeGyp();
+    run(
+      node,
+      [gyp, 'rebuild', '--release', `--nodedir=${dir}`, `--jobs=${os.availableParallelism()}`],
+      {
+        cwd: source,
+        // node-gyp reads npm_config_nodedir too; a user's npmrc may point it at another Node.
+        env: { ...process.env, PATH: pathWith(node), npm_config_nodedir: dir },
+      },
+    );
+    copyFileSync(join(source, 'build', 'Release', addon), `${cached}.partial`);
+    renameSync(`${cached}.partial`, cached);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  log(`built better-sqlite3 ${version} for Node ABI ${abi} in ${seconds(started)}`);
+  return cached;
+}
+
+/**
+ * Puts `binary` (built for `node`) next to the machine's Node's own (see the top), and checks
+ * that both Nodes load their own.
+ * @param {string} node
+ * @param {string} binary
+ */
+function placeBetterSqlite3(node, binary) {
+  const { pkg, bindingDir } = betterSqlite3();
   // What `npm ci` (or `npm rebuild`) built, for whichever Node ran it, moves to that ABI's folder.
   const built = join(pkg, 'build', 'Release', addon);
   if (existsSync(built)) {
@@ -106,46 +163,45 @@ function prepareBetterSqlite3({ node, dir }) {
     renameSync(built, join(bindingDir(abi), addon));
     log(`moved better-sqlite3's ${addon} (ABI ${abi}) from build/Release to lib/binding`);
   }
-
-  const abi = run(node, ['-p', 'process.versions.modules']);
-  const target = join(bindingDir(abi), addon);
-  const cached = join(
-    home,
-    `better-sqlite3-${version}-node-v${abi}-${process.platform}-${process.arch}.node`,
-  );
-  if (!existsSync(cached)) {
-    const started = Date.now();
-    // In a copy, outside the repository: the package's own build/ stays as npm left it, and jest
-    // does not meet a second package named better-sqlite3.
-    const work = mkdtempSync(join(os.tmpdir(), 'knex-scope-better-sqlite3-'));
-    try {
-      const source = join(work, 'better-sqlite3');
-      const skip = [join(pkg, 'build'), join(pkg, 'lib', 'binding')];
-      cpSync(pkg, source, { recursive: true, filter: (path) => !skip.includes(path) });
-      const gyp = nodeGyp();
-      run(
-        node,
-        [gyp, 'rebuild', '--release', `--nodedir=${dir}`, `--jobs=${os.availableParallelism()}`],
-        {
-          cwd: source,
-          // node-gyp reads npm_config_nodedir too; a user's npmrc may point it at another Node.
-          env: { ...process.env, PATH: pathWith(node), npm_config_nodedir: dir },
-        },
-      );
-      copyFileSync(join(source, 'build', 'Release', addon), `${cached}.partial`);
-      renameSync(`${cached}.partial`, cached);
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
-    log(`built better-sqlite3 ${version} for Node ABI ${abi} in ${seconds(started)}`);
-  }
+  const target = join(bindingDir(addonAbi(binary)), addon);
   if (!existsSync(target)) {
     mkdirSync(dirname(target), { recursive: true });
-    copyFileSync(cached, target);
+    copyFileSync(binary, target);
   }
-  // Both Nodes must load their own.
   const check = "new (require('better-sqlite3'))(':memory:').prepare('select 1 as one').get()";
-  for (const binary of [process.execPath, node]) run(binary, ['-e', check]);
+  for (const each of [process.execPath, node]) run(each, ['-e', check]);
+}
+
+/**
+ * Node 24 and its better-sqlite3 binary, fetched and compiled where missing.
+ * @returns {{ node: string; dir: string; version: string; binary: string }}
+ */
+function prepare() {
+  const target = installNode();
+  return { ...target, binary: buildBetterSqlite3(target) };
+}
+
+/**
+ * Starts `prepare()` in a child process at the lowest CPU priority, so that fetching Node 24 and
+ * compiling better-sqlite3 (a minute or more) use what the suite on the machine's Node leaves
+ * idle. Resolves once it is done (its output is in .tmp/node24-prepare.log); `testOnNode24` then
+ * finds everything in place, or does what is missing itself and reports why.
+ * @returns {Promise<void>}
+ */
+function prepareInBackground() {
+  const logFile = join(root, '.tmp', 'node24-prepare.log');
+  mkdirSync(dirname(logFile), { recursive: true });
+  const out = openSync(logFile, 'w');
+  const args = ['-n', '19', process.execPath, __filename, '--prepare'];
+  return new Promise((/** @type {(value?: undefined) => void} */ resolve) => {
+    const child = spawn('nice', args, { cwd: root, stdio: ['ignore', out, out] });
+    child.on('error', () => resolve());
+    child.on('exit', () => resolve());
+  }).then(() => {
+    closeSync(out);
+    const output = readFileSync(logFile, 'utf8').trim();
+    if (output !== '') console.log(output);
+  });
 }
 
 /**
@@ -195,9 +251,9 @@ function testOnNode24(args) {
   let version = `${major}.x`;
   try {
     const started = Date.now();
-    const target = installNode();
+    const target = prepare();
     version = target.version;
-    prepareBetterSqlite3(target);
+    placeBetterSqlite3(target.node, target.binary);
     log(`${version} ready in ${seconds(started)}: ${target.node}`);
     rmSync(summaryFile, { force: true });
     spawnSync(target.node, [join(__dirname, 'test.js'), '--skip-checks', ...args], {
@@ -214,9 +270,16 @@ function testOnNode24(args) {
   }
 }
 
-module.exports = { testOnNode24 };
+module.exports = { prepareInBackground, testOnNode24 };
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === '--prepare') {
+  try {
+    prepare();
+  } catch (error) {
+    console.log(`── node${major}: preparing failed: ${String(error)}`);
+    process.exitCode = 1;
+  }
+} else if (require.main === module) {
   const { passed, failed, summarized } = testOnNode24(process.argv.slice(2));
   if (!summarized) console.log(`${passed} passed, ${failed} failed`);
   process.exitCode = failed > 0 ? 1 : 0;
