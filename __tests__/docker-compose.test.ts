@@ -137,6 +137,7 @@ describe('npm scripts and .github/workflows/test.yml', () => {
     ]);
     expect(steps.at(-1)?.if).toBe('always()');
     const node = steps.find((step) => String(step.uses).startsWith('actions/setup-node'));
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: GitHub's expression syntax, not JS
     expect(asMap(node?.with)['node-version']).toBe('${{ matrix.node }}');
     const test = asMap(asMap(workflow.jobs).test);
     expect(asMap(asMap(test.strategy).matrix).node).toEqual(['20', '22', '24']);

@@ -175,6 +175,11 @@ describe('retryTransaction: forms and types', () => {
     [{ signal: {} }, /option "signal" must be an AbortSignal/],
     [{ session: 'req.db' }, /option "session" must be a Knex transaction, a scope, or a function/],
     [{ backoff_factor: 0.1 }, /unknown option "backoff_factor"/],
+    [
+      { commitOutcome: 'XA' },
+      /option "commitOutcome" must be one of 'auto', 'xa', 'marker', got the string "XA"/,
+    ],
+    [{ commitOutcome: true }, /option "commitOutcome" must be one of/],
   ])('option %j throws a TypeError naming it', (options, message) => {
     expect(() => retryTransaction(async () => {}, options as never)).toThrow(TypeError);
     expect(() => retryTransaction(async () => {}, options as never)).toThrow(message);
@@ -191,6 +196,8 @@ describe('retryTransaction: forms and types', () => {
     expect(normalizeRetryOptions({ backoffMax: null }).backoffMax).toBe(Number.POSITIVE_INFINITY);
     expect(normalizeRetryOptions({}).backoffMax).toBe(Number.POSITIVE_INFINITY);
     expect(normalizeRetryOptions({}).retryOn).toBe(isConnectionError);
+    expect(normalizeRetryOptions({}).commitOutcome).toBe('auto');
+    expect(normalizeRetryOptions({ commitOutcome: 'marker' }).commitOutcome).toBe('marker');
   });
 
   it('backoffDelay follows the seed: 0, then factor · 2^(k−1), capped', () => {

@@ -11,6 +11,7 @@ export type { DbConfig } from './core/create-knex';
 export { currentDb } from './core/current-db';
 export {
   CommitOutcomeUnknownError,
+  CommitOutcomeUnsupportedError,
   type ErrorCode,
   InvalidConfigError,
   isKnexScopeError,
@@ -40,8 +41,24 @@ export type {
   SessionMessage,
   SessionOutcome,
 } from './observability/session-channel';
+export {
+  commitMarkerMigration,
+  commitMarkerMigrationName,
+  commitMarkerMigrationSource,
+  commitMarkerTable,
+} from './retry/commit-marker-migration';
+export {
+  type DeleteExpiredCommitMarkersOptions,
+  deleteExpiredCommitMarkers,
+} from './retry/delete-expired-commit-markers';
 export { isConnectionError, isTransientError } from './retry/is-connection-error';
+export {
+  type PreparedTransaction,
+  type ResolvePreparedOptions,
+  resolvePreparedTransactions,
+} from './retry/resolve-prepared-transactions';
 export type {
+  CommitOutcomeMode,
   RetryDecision,
   RetryEvent,
   RetryOptions,

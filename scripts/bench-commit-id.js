@@ -10,6 +10,9 @@
 //   C  plain Knex: const trx = await knex.transaction(); insert; await trx.commit();
 //   D  (PostgreSQL only) A plus the capture query sent by hand before COMMIT: the round trip alone,
 //      so that B − D is what the wrapper itself costs there
+//   M  B with commitOutcome: 'marker' (one INSERT into knex_scope_commit_markers before COMMIT)
+//   X  (MySQL/MariaDB only) B with commitOutcome: 'xa' (XA START … XA END, XA PREPARE, XA COMMIT)
+// The marker table is created with knex-scope's migration if it is missing (and dropped after).
 // Rounds alternate the order of the variants; the table reports medians over rounds of µs per
 // commit (wall clock) and of this process's CPU µs per commit, and B − A.
 //
@@ -31,7 +34,12 @@ const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
-const { retryTransaction, withDb } = require('knex-scope');
+const {
+  commitMarkerMigration,
+  commitMarkerTable,
+  retryTransaction,
+  withDb,
+} = require('knex-scope');
 const { probeDatabases, servers } = require('./probe-databases');
 
 /**
@@ -58,7 +66,7 @@ const databases = option(
 const jsonFile = option('json', 'BENCH_JSON', '');
 
 /**
- * @typedef {'A' | 'B' | 'C' | 'D'} Variant
+ * @typedef {'A' | 'B' | 'C' | 'D' | 'M' | 'X'} Variant
  * @typedef {{ us: number; cpuUs: number }} Sample
  */
 
@@ -68,6 +76,8 @@ const labels = {
   B: 'B: A in retryTransaction',
   C: 'C: knex.transaction()',
   D: 'D: A + capture query by hand',
+  M: "M: B with commitOutcome 'marker'",
+  X: "X: B with commitOutcome 'xa'",
 };
 
 const tmp = mkdtempSync(join(os.tmpdir(), 'knex-scope-commit-id-'));
@@ -102,10 +112,11 @@ function configFor(name) {
 /**
  * The variants of one database, each a function running one transaction.
  * @param {import('knex-scope').Db} db
- * @param {boolean} postgres
+ * @param {string} name
  * @returns {Partial<Record<Variant, () => Promise<unknown>>>}
  */
-function variantsFor(db, postgres) {
+function variantsFor(db, name) {
+  const postgres = name === 'postgres';
   /** @param {import('knex-scope').Scope} scope */
   const insertAndCommit = async (scope) => {
     const trx = await scope.session;
@@ -129,6 +140,16 @@ function variantsFor(db, postgres) {
       await trx.commit();
     },
     ...(postgres ? { D: db.wrap(withCaptureByHand) } : {}),
+    M: db.wrap(
+      retryTransaction(insertAndCommit, { session: (scope) => scope, commitOutcome: 'marker' }),
+    ),
+    ...(name === 'mariadb'
+      ? {
+          X: db.wrap(
+            retryTransaction(insertAndCommit, { session: (scope) => scope, commitOutcome: 'xa' }),
+          ),
+        }
+      : {}),
   };
 }
 
@@ -190,13 +211,16 @@ async function statementsPerVariant(knex, variants) {
 async function benchDatabase(name) {
   const db = withDb(configFor(name));
   const knex = db.knex;
+  let createdMarkers = false;
   try {
     await knex.schema.dropTableIfExists(table);
     await knex.schema.createTable(table, (t) => {
       t.increments('id');
       t.integer('v').notNullable();
     });
-    const variants = variantsFor(db, name === 'postgres');
+    createdMarkers = !(await knex.schema.hasTable(commitMarkerTable));
+    if (createdMarkers) await commitMarkerMigration.up(knex);
+    const variants = variantsFor(db, name);
     const names = /** @type {Variant[]} */ (Object.keys(variants));
     const statements = await statementsPerVariant(knex, variants);
     /** @type {Record<string, Record<string, Sample[]>>} */
@@ -212,6 +236,7 @@ async function benchDatabase(name) {
       }
       for (let round = 0; round < rounds; round++) {
         await knex(table).truncate();
+        await knex(commitMarkerTable).truncate();
         const order = names.map((_, i) => names[(i + round) % names.length]);
         for (const variant of /** @type {Variant[]} */ (order)) {
           const run = /** @type {() => Promise<unknown>} */ (variants[variant]);
@@ -227,7 +252,8 @@ async function benchDatabase(name) {
     }
     return { name, statements, samples, names };
   } finally {
-    await knex.schema.dropTableIfExists(table).catch(() => {});
+    await Promise.resolve(knex.schema.dropTableIfExists(table)).catch(() => {});
+    if (createdMarkers) await commitMarkerMigration.down(knex).catch(() => {});
     await db.destroy();
   }
 }
@@ -260,26 +286,41 @@ async function main() {
     '| database | mode | A µs/commit | B µs/commit | C µs/commit | D µs/commit | B − A µs (paired median) | B/A | CPU µs/commit A / B / C | B − A CPU µs |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
+  const modeLines = [
+    "| database | mode | B 'auto' µs/commit | M 'marker' µs/commit | M − B µs (paired) | X 'xa' µs/commit | X − B µs (paired) | CPU µs/commit B / M / X | M − B CPU µs | X − B CPU µs |",
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
   for (const { name, samples, names } of results) {
     for (const [mode, perVariant] of Object.entries(samples)) {
       /** @param {string} v @param {'us' | 'cpuUs'} key */
       const med = (v, key) => median((perVariant[v] ?? []).map((s) => s[key]));
-      /** @param {'us' | 'cpuUs'} key */
-      const paired = (key) =>
+      /** @param {string} x @param {string} y @param {'us' | 'cpuUs'} key */
+      const paired = (x, y, key) =>
         median(
-          (perVariant.B ?? []).map((b, i) => b[key] - (perVariant.A?.[i]?.[key] ?? Number.NaN)),
+          (perVariant[x] ?? []).map((b, i) => b[key] - (perVariant[y]?.[i]?.[key] ?? Number.NaN)),
         );
       const d = names.includes('D') ? med('D', 'us').toFixed(0) : '–';
       lines.push(
         `| ${name} | ${mode} | ${med('A', 'us').toFixed(0)} | ${med('B', 'us').toFixed(0)} | ` +
           `${med('C', 'us').toFixed(0)} | ${d} | ` +
-          `${(med('B', 'us') - med('A', 'us')).toFixed(0)} (${paired('us').toFixed(0)}) | ` +
+          `${(med('B', 'us') - med('A', 'us')).toFixed(0)} (${paired('B', 'A', 'us').toFixed(0)}) | ` +
           `${(med('B', 'us') / med('A', 'us')).toFixed(3)} | ` +
           `${med('A', 'cpuUs').toFixed(0)} / ${med('B', 'cpuUs').toFixed(0)} / ${med('C', 'cpuUs').toFixed(0)} | ` +
-          `${paired('cpuUs').toFixed(0)} |`,
+          `${paired('B', 'A', 'cpuUs').toFixed(0)} |`,
+      );
+      const xa = names.includes('X');
+      /** @param {number} value */
+      const orDash = (value) => (xa ? value.toFixed(0) : '–');
+      modeLines.push(
+        `| ${name} | ${mode} | ${med('B', 'us').toFixed(0)} | ${med('M', 'us').toFixed(0)} | ` +
+          `${paired('M', 'B', 'us').toFixed(0)} | ${orDash(med('X', 'us'))} | ` +
+          `${orDash(paired('X', 'B', 'us'))} | ` +
+          `${med('B', 'cpuUs').toFixed(0)} / ${med('M', 'cpuUs').toFixed(0)} / ${orDash(med('X', 'cpuUs'))} | ` +
+          `${paired('M', 'B', 'cpuUs').toFixed(0)} | ${orDash(paired('X', 'B', 'cpuUs'))} |`,
       );
     }
   }
+  lines.push('', ...modeLines);
   console.log(`\n${lines.join('\n')}\n`);
   console.log('Statements per transaction:');
   for (const { name, statements } of results) {

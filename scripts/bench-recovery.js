@@ -8,12 +8,14 @@
 // records every response's status. Meanwhile an admin connection kills EVERY backend of the app
 // every `--interval` seconds: on PostgreSQL `pg_terminate_backend` of every pid whose
 // application_name is the app's; on MariaDB `KILL CONNECTION USER` of a user only the app uses.
-// Each database runs twice, with the route wrapped in
-// `retryTransaction(handler, { session: (req) => req.db, total, backoffFactor })` and without.
+// Each database runs once per mode: the route wrapped in `retryTransaction(handler, { session:
+// (req) => req.db, total, backoffFactor, commitOutcome })` with commitOutcome 'auto' (the default),
+// 'xa' (MariaDB only) or 'marker' (the marker table is created by knex-scope's migration if
+// missing), and `plain`, without retryTransaction.
 // Afterwards the table is compared with the responses: no request id may have two rows, every 201
 // must have its row, and a row whose request was answered with an error is "committed but
-// reported failed". A COMMIT whose outcome cannot be known (MariaDB, or PostgreSQL when the
-// outcome cannot be asked) is answered 503.
+// reported failed". A COMMIT whose outcome cannot be known (MariaDB in 'auto', or PostgreSQL when
+// the outcome cannot be asked) is answered 503. The app's CPU time is divided by its 201s.
 //
 //   npm run build && node scripts/bench-recovery.js               # 30 s per run, a kill every 2 s
 //   node scripts/bench-recovery.js --duration 10                  # quick
@@ -27,7 +29,7 @@
 //   --backoff=MS     BENCH_BACKOFF      retryTransaction's backoffFactor (default 100)
 //   --rounds=N       BENCH_ROUNDS       runs per database and mode, alternating modes (default 1)
 //   --databases=LIST BENCH_DATABASES    postgres,mariadb (default both)
-//   --modes=LIST     BENCH_MODES        retry,plain (default both)
+//   --modes=LIST     BENCH_MODES        auto,xa,marker,plain (default auto,plain; retry = auto)
 //   --timeout=MS     BENCH_TIMEOUT      client-side request timeout (default 30000)
 //   --json=FILE                         also write the raw numbers as JSON
 //   --otel                              the app runs knex-scope/opentelemetry with the SDK;
@@ -54,7 +56,7 @@ function option(name, env, fallback) {
 
 /**
  * @typedef {'postgres' | 'mariadb'} Database
- * @typedef {'retry' | 'plain'} Mode
+ * @typedef {'auto' | 'xa' | 'marker' | 'plain'} Mode
  * @typedef {{
  *   database: Database;
  *   mode: Mode;
@@ -70,7 +72,7 @@ function option(name, env, fallback) {
  *   attempts: number;
  *   commitErrors: Record<string, number>;
  *   commitsResolved: number;
- *   txidStatus: Record<string, number>;
+ *   cpuMs: number;
  *   decisions: Record<string, number>;
  *   errors: Record<string, number>;
  *   discarded: number;
@@ -109,30 +111,18 @@ function serve(spec) {
   const pool = /** @type {import('tarn').Pool<unknown>} */ (
     /** @type {{ pool: unknown }} */ (db.knex.client).pool
   );
-  /** @type {Omit<ServerStats, 'type' | 'discarded' | 'poolUsed' | 'poolPending' | 'inFlight'>} */
+  /** @type {Omit<ServerStats, 'type' | 'discarded' | 'poolUsed' | 'poolPending' | 'inFlight' | 'cpuMs'>} */
   const stats = {
     requests: 0,
     attempts: 0,
     commitErrors: {},
     commitsResolved: 0,
-    txidStatus: {},
     decisions: {},
     errors: {},
   };
   /** @type {WeakMap<object, number>} */
   const attempts = new WeakMap();
-  // What PostgreSQL answered when knex-scope asked how a COMMIT that lost its connection ended.
-  db.knex.on(
-    'query-response',
-    (
-      /** @type {{ rows?: { status?: unknown }[] }} */ response,
-      /** @type {{ sql?: string }} */ query,
-    ) => {
-      if (!query.sql?.startsWith('select txid_status(')) return;
-      const key = String(response.rows?.[0]?.status);
-      stats.txidStatus[key] = (stats.txidStatus[key] ?? 0) + 1;
-    },
-  );
+  const cpuAtStart = process.cpuUsage();
 
   /**
    * One attempt: insert the request's row in the lazy session and commit.
@@ -146,29 +136,30 @@ function serve(spec) {
     const trx = await req.db.session;
     let commitFailed = false;
     trx.on('query-error', (/** @type {unknown} */ error, /** @type {{ sql?: string }} */ query) => {
-      if (query.sql !== 'COMMIT;') return;
+      if (query.sql !== 'COMMIT;' && !query.sql?.startsWith('XA ')) return;
       commitFailed = true;
       const key = errorLabel(error);
       stats.commitErrors[key] = (stats.commitErrors[key] ?? 0) + 1;
     });
     await trx(spec.table).insert({ request_id: req.params.id, attempt });
     await trx.commit();
-    // COMMIT lost its connection, yet commit() resolved: PostgreSQL said the transaction committed.
+    // COMMIT lost its connection, yet commit() resolved: it was found to have committed.
     if (commitFailed) stats.commitsResolved++;
     res.status(201).json({ attempt });
   }
 
   const handler =
-    spec.mode === 'retry'
-      ? retryTransaction(insertOrder, {
+    spec.mode === 'plain'
+      ? insertOrder
+      : retryTransaction(insertOrder, {
           session: (req) => req.db,
           total: spec.total,
           backoffFactor: spec.backoff,
+          commitOutcome: spec.mode,
           onRetry: ({ decision }) => {
             stats.decisions[decision] = (stats.decisions[decision] ?? 0) + 1;
           },
-        })
-      : insertOrder;
+        });
 
   const app = express();
   app.disable('x-powered-by');
@@ -212,6 +203,7 @@ function serve(spec) {
         poolUsed: pool.numUsed(),
         poolPending: pool.numPendingAcquires() + pool.numPendingCreates(),
         inFlight,
+        cpuMs: ((cpu) => (cpu.user + cpu.system) / 1000)(process.cpuUsage(cpuAtStart)),
       });
     } else if (message.type === 'stop') {
       server.close();
@@ -569,6 +561,7 @@ const sum = (counts) => Object.values(counts).reduce((total, n) => total + n, 0)
 
 async function main() {
   const { knex: createKnex } = require('knex');
+  const { commitMarkerMigration, commitMarkerTable } = require('knex-scope');
   const { servers } = require('./probe-databases');
 
   const seconds = Number(option('duration', 'BENCH_DURATION', '30'));
@@ -582,7 +575,16 @@ async function main() {
   const databases = /** @type {Database[]} */ (
     option('databases', 'BENCH_DATABASES', 'postgres,mariadb').split(',')
   );
-  const modes = /** @type {Mode[]} */ (option('modes', 'BENCH_MODES', 'retry,plain').split(','));
+  const modes = /** @type {Mode[]} */ (
+    option('modes', 'BENCH_MODES', 'auto,plain')
+      .split(',')
+      .map((mode) => (mode === 'retry' ? 'auto' : mode))
+  );
+  for (const mode of modes) {
+    if (!['auto', 'xa', 'marker', 'plain'].includes(mode)) {
+      throw new Error(`--modes: unknown mode ${mode}; the modes are auto, xa, marker, plain`);
+    }
+  }
   const jsonFile = option('json', 'BENCH_JSON', '');
   const otel = process.argv.includes('--otel');
   const settings = { seconds, interval, connections, timeout, poolMax, total, backoff, otel };
@@ -615,6 +617,7 @@ async function main() {
         : { client: 'mysql2', connection: url, pool: { min: 0, max: 1 } },
     );
     const table = `bench_recovery_${process.pid}`;
+    let createdMarkers = false;
     try {
       await admin.schema.dropTableIfExists(table);
       await admin.schema.createTable(table, (t) => {
@@ -627,9 +630,13 @@ async function main() {
         await admin.raw(`create user if not exists '${mariadbUser}'@'%'`);
         await admin.raw(`grant all on \`${name}\`.* to '${mariadbUser}'@'%'`);
       }
+      createdMarkers =
+        modes.includes('marker') && !(await admin.schema.hasTable(commitMarkerTable));
+      if (createdMarkers) await commitMarkerMigration.up(admin);
       for (let round = 1; round <= rounds; round++) {
         const order = round % 2 === 1 ? modes : [...modes].reverse();
         for (const mode of order) {
+          if (mode === 'xa' && database !== 'mariadb') continue;
           const run = await runOnce({ database, mode, round, url, admin, table }, settings);
           runs.push(run);
           console.log(
@@ -641,6 +648,7 @@ async function main() {
       }
     } finally {
       await admin.schema.dropTableIfExists(table).catch(() => {});
+      if (createdMarkers) await commitMarkerMigration.down(admin).catch(() => {});
       if (database === 'mariadb') {
         await admin.raw(`drop user if exists '${mariadbUser}'@'%'`).catch(() => {});
       }
@@ -649,8 +657,8 @@ async function main() {
   }
 
   const lines = [
-    '| database | mode | requests | req/s | 201 | errors by status | rows | rows = 201s | duplicated ids | committed but reported failed | p50 ms | p99 ms | p99 of 201s ms |',
-    '| --- | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |',
+    '| database | mode | requests | req/s | 201 | errors by status | rows | rows = 201s | duplicated ids | committed but reported failed | outcome unknown (503) | p50 ms | p99 ms | p99 of 201s ms | app CPU µs per 201 |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
   ];
   /** @type {string[]} */
   const notes = [];
@@ -662,11 +670,13 @@ async function main() {
     const equal = run.rows === run.ok && reportedFailed === 0 && run.lost === 0;
     if (run.duplicatedIds > 0 || run.lost > 0 || run.strangers > 0) failed++;
     lines.push(
-      `| ${run.database} | ${run.mode === 'retry' ? 'retryTransaction' : 'no retry'} | ${run.requests} | ` +
+      `| ${run.database} | ${run.mode === 'plain' ? 'no retry' : `retryTransaction '${run.mode}'`} | ${run.requests} | ` +
         `${(run.requests / run.seconds).toFixed(0)} | ${((100 * run.ok) / run.requests).toFixed(2)} % (${run.ok}) | ` +
         `${list(errors)} | ${run.rows} | ${equal ? 'yes' : 'no'} | ${run.duplicatedIds} | ` +
         `${reportedFailed === 0 ? '0' : `${reportedFailed} (${list(run.committedButFailed)})`} | ` +
-        `${run.p50.toFixed(1)} | ${run.p99.toFixed(1)} | ${run.p99ok.toFixed(1)} |`,
+        `${run.byStatus['503'] ?? 0} | ` +
+        `${run.p50.toFixed(1)} | ${run.p99.toFixed(1)} | ${run.p99ok.toFixed(1)} | ` +
+        `${((1000 * run.server.cpuMs) / run.ok).toFixed(0)} |`,
     );
     const s = run.server;
     notes.push(
@@ -674,7 +684,6 @@ async function main() {
         `${run.kills.reduce((x, y) => x + y, 0)} backends; errors by cause: ${list(run.byCode)}; ` +
         `server: ${s.requests} requests, ${s.attempts} attempts, retry decisions {${list(s.decisions)}}, ` +
         `COMMITs that failed ${sum(s.commitErrors)} {${list(s.commitErrors)}}, of which resolved as committed ${s.commitsResolved}; ` +
-        `txid_status answers {${list(s.txidStatus)}}; ` +
         `dead connections discarded by the pool ${s.discarded}; ` +
         `201s without a row ${run.lost}; rows of unknown ids ${run.strangers}; max latency ${run.max.toFixed(0)} ms; ` +
         `pool after: ${s.poolUsed} used, ${s.poolPending} pending` +

@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_SESSION_LIMIT'
   | 'ERR_UNSAFE_RETRY'
   | 'ERR_COMMIT_OUTCOME_UNKNOWN'
+  | 'ERR_COMMIT_OUTCOME_UNSUPPORTED'
   | 'ERR_TEST_DATABASE';
 
 /**
@@ -137,6 +138,23 @@ export class UnsafeRetryError extends KnexScopeError {
 export class CommitOutcomeUnknownError extends KnexScopeError {
   constructor(message: string, options: { cause: unknown }) {
     super('ERR_COMMIT_OUTCOME_UNKNOWN', message, options);
+  }
+}
+
+/**
+ * `retryTransaction`'s `commitOutcome` mode cannot work here, found before anything was committed:
+ * `'xa'` on an engine or server version without XA transactions that survive their connection
+ * (anything but MySQL ≥ 5.7.7 and MariaDB ≥ 10.5.2, or a connection through a proxy that hides
+ * the server's session ids), or on a session opened outside the attempt; `'marker'` without the
+ * commit marker table. `cause` is the driver's error, if any.
+ *
+ * @example
+ * retryTransaction(fn, { commitOutcome: 'xa' }); // on PostgreSQL: the first session throws
+ * // CommitOutcomeUnsupportedError (code ERR_COMMIT_OUTCOME_UNSUPPORTED)
+ */
+export class CommitOutcomeUnsupportedError extends KnexScopeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_COMMIT_OUTCOME_UNSUPPORTED', message, options);
   }
 }
 

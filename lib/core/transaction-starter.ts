@@ -1,10 +1,12 @@
 import type { Knex } from 'knex';
+import { openTransaction } from './commit-tracking';
 import { scopeStorage } from './scope-storage';
 
 const noop = () => {};
 
 /**
- * Makes the function a scope core opens its transactions with: `knex.transaction(config)` outside
+ * Makes the function a scope core opens its transactions with: `knex.transaction(config)` (or
+ * the active CommitTracker's `begin`: openTransaction) outside
  * every scope's async context (so that the pool's promises and timers, which outlive the request,
  * do not keep the scope reachable), then, on PostgreSQL, `transaction.settings` applied with
  * `set_config(name, value, true)` in one round trip. A setting the server rejects rolls the
@@ -23,12 +25,12 @@ export function transactionStarter(
   // promise hooks off and on again, 1.7 % of the CPU of a SQLite route with currentDb: true
   // (BENCHMARKS.md, "Node 24").
   if (settings === undefined)
-    return () => scopeStorage.run(undefined, () => knex.transaction(config));
+    return () => scopeStorage.run(undefined, () => openTransaction(knex, config));
   const sql = `select ${settings.map(() => 'set_config(?, ?, true)').join(', ')}`;
   const bindings = settings.flat();
   return () =>
     scopeStorage.run(undefined, async () => {
-      const trx = await knex.transaction(config);
+      const trx = await openTransaction(knex, config);
       // BEGIN failed (knex resolves all the same): the session reports BEGIN's error.
       if (trx.isCompleted()) return trx;
       try {

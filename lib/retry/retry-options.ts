@@ -26,6 +26,15 @@ export interface RetryEvent {
   readonly delay: number;
 }
 
+/**
+ * How `retryTransaction` learns what became of a COMMIT whose connection died in flight:
+ * `'auto'` asks PostgreSQL's `txid_status` (elsewhere the outcome stays unknown), `'xa'` commits
+ * in two phases with MySQL/MariaDB's XA, `'marker'` writes a marker row in the transaction.
+ */
+export type CommitOutcomeMode = 'auto' | 'xa' | 'marker';
+
+const commitOutcomeModes: readonly CommitOutcomeMode[] = ['auto', 'xa', 'marker'];
+
 /** Options of `retryTransaction` (the seed's `transaction_retry` arguments, in milliseconds). */
 export interface RetryOptions<This = unknown, A extends unknown[] = unknown[]> {
   /**
@@ -57,6 +66,13 @@ export interface RetryOptions<This = unknown, A extends unknown[] = unknown[]> {
   readonly onRetry?: ((event: RetryEvent) => void) | undefined;
   /** Waits `ms` before a retry; for tests and custom timers. Called with 0 too, as the seed does. */
   readonly sleep?: ((ms: number, signal: AbortSignal | undefined) => Promise<void>) | undefined;
+  /**
+   * How a COMMIT cut off in flight is resolved: `'auto'` (PostgreSQL's `txid_status`, elsewhere
+   * CommitOutcomeUnknownError), `'xa'` (MySQL/MariaDB XA: PREPARE, then `XA RECOVER` decides),
+   * `'marker'` (any engine: a marker row written in the transaction is looked up; needs the
+   * table of `commitMarkerMigration`). @default 'auto'
+   */
+  readonly commitOutcome?: CommitOutcomeMode | undefined;
 }
 
 /** RetryOptions after validation, clamping and defaults. */
@@ -70,6 +86,7 @@ export interface NormalizedRetryOptions {
   readonly signal: AbortSignal | undefined;
   readonly onRetry: ((event: RetryEvent) => void) | undefined;
   readonly sleep: (ms: number, signal: AbortSignal | undefined) => Promise<void>;
+  readonly commitOutcome: CommitOutcomeMode;
 }
 
 const known = new Set([
@@ -82,6 +99,7 @@ const known = new Set([
   'signal',
   'onRetry',
   'sleep',
+  'commitOutcome',
 ]);
 
 /**
@@ -120,6 +138,7 @@ export function normalizeRetryOptions(options: unknown): NormalizedRetryOptions 
     signal: signalOption(o.signal),
     onRetry: functionOption(o, 'onRetry'),
     sleep: functionOption(o, 'sleep') ?? sleep,
+    commitOutcome: commitOutcomeOption(o.commitOutcome),
   };
 }
 
@@ -182,6 +201,16 @@ function sessionOption(value: unknown): NormalizedRetryOptions['session'] {
   throw new TypeError(
     'retryTransaction: option "session" must be a Knex transaction, a scope, or a function ' +
       `returning one, got ${describe(value)}`,
+  );
+}
+
+function commitOutcomeOption(value: unknown): CommitOutcomeMode {
+  if (value === undefined) return 'auto';
+  if (commitOutcomeModes.includes(value as CommitOutcomeMode)) return value as CommitOutcomeMode;
+  throw new TypeError(
+    `retryTransaction: option "commitOutcome" must be one of ${commitOutcomeModes
+      .map((mode) => `'${mode}'`)
+      .join(', ')}, got ${describe(value)}`,
   );
 }
 

@@ -35,6 +35,8 @@ export type RetryDecorator = <This, A extends unknown[], R>(
 const noop = () => {};
 
 let attemptsInFlight = 0;
+/** Numbers the calls of this process, so that XA transaction ids say which call made them. */
+let calls = 0;
 
 /**
  * Re-runs `fn` with the same arguments and `this` when it fails with a connection error
@@ -45,9 +47,12 @@ let attemptsInFlight = 0;
  *
  * Beyond the seed, it never duplicates work: if the attempt had already committed a transaction
  * opened through knex-scope, it throws UnsafeRetryError instead of retrying (unless
- * `allowReplay`); if the connection died during COMMIT it asks PostgreSQL whether the commit
- * happened (and returns normally if it did), and elsewhere throws CommitOutcomeUnknownError. It
- * stops once the request's scope has ended (client gone) or `options.signal` is aborted.
+ * `allowReplay`); if the connection died during COMMIT it finds out whether the commit happened
+ * (and returns normally if it did) as `commitOutcome` says — `'auto'`: PostgreSQL's
+ * `txid_status`, elsewhere CommitOutcomeUnknownError; `'xa'`: MySQL/MariaDB XA; `'marker'`: a
+ * marker row — and before any retry or lookup it ends the failed attempt's server sessions that
+ * may still be running. It stops once the request's scope has ended (client gone) or
+ * `options.signal` is aborted.
  *
  * @example
  * app.get('/orders/count', retryTransaction(async (req, res) => {
@@ -109,8 +114,15 @@ async function run(
   const { onRetry } = options;
   let reopen: Promise<void> | undefined;
   let trace: AttemptTrace | undefined;
+  calls = (calls + 1) % Number.MAX_SAFE_INTEGER;
+  const call = calls.toString(36);
   for (let attempt = 1; ; attempt++) {
-    const tracker = new AttemptTracker(commitTracking.getStore());
+    const tracker = new AttemptTracker(
+      commitTracking.getStore(),
+      options.commitOutcome,
+      call,
+      attempt,
+    );
     let error: unknown;
     attemptsInFlight++;
     trace = traceAttempt(attempt, fn, trace);
@@ -164,7 +176,9 @@ async function run(
     }
     const delay = backoffDelay(attempt, options.backoffFactor, options.backoffMax);
     report('retry', delay);
-    await options.sleep(delay, signal);
+    // A statement (or COMMIT) of this attempt may still run on the server after its connection
+    // was cut: end it before the retry runs beside it.
+    await Promise.all([options.sleep(delay, signal), tracker.endLostSessions(signal)]);
     if (signal?.aborted) {
       decide(cancelAttempt(attempt + 1, fn, trace), onRetry, {
         decision: 'aborted',

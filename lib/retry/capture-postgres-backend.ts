@@ -1,0 +1,91 @@
+import type { DriverConnection } from '../core/connection-state';
+import type { ServerSession } from './server-session';
+import type { TxClient } from './use-xa-transaction';
+
+interface QueryObject {
+  response?: unknown;
+}
+
+/**
+ * Makes the BEGIN that knex is about to send on `trxClient` also return the backend's
+ * `pg_backend_pid()` and the transaction's `now()`, in the same round trip (a simple-protocol
+ * query may hold several statements, through PgBouncer too), and hands them to `captured`.
+ * pg's `client.processID` would cost nothing, but through PgBouncer it is the pooler's key, not
+ * a server backend: terminating that pid could end an unrelated session. Internal to knex-scope.
+ *
+ * @example
+ * captureBackendAtBegin(trxClient, (session) => { record.server = session; });
+ */
+export function captureBackendAtBegin(
+  trxClient: TxClient,
+  captured: (session: Extract<ServerSession, { dialect: 'postgresql' }>) => void,
+): void {
+  const inner = trxClient.query;
+  trxClient.query = function (this: TxClient, connection: DriverConnection, sql: unknown) {
+    trxClient.query = inner; // BEGIN only
+    if (typeof sql !== 'string' || !sql.startsWith('BEGIN')) {
+      return inner.call(this, connection, sql);
+    }
+    const begin = sql.endsWith(';') ? sql : `${sql};`;
+    return inner
+      .call(this, connection, `${begin} select pg_backend_pid() as pid, now()::text as started`)
+      .then((result) => {
+        const query = result as QueryObject;
+        const responses = query.response;
+        if (Array.isArray(responses)) {
+          const row = (responses[1] as { rows?: { pid: unknown; started: unknown }[] })?.rows?.[0];
+          if (row !== undefined) {
+            captured({ dialect: 'postgresql', pid: Number(row.pid), started: String(row.started) });
+          }
+          query.response = responses[0];
+        }
+        return query;
+      });
+  };
+}
+
+/** The session, if any, to tell when the backend of a pg client says it is exiting. */
+const listening = new WeakMap<object, { exited: () => void }>();
+
+/**
+ * Calls `exited` when the backend of the pg client `connection` says it is exiting with a FATAL
+ * (or PANIC) error — 57P01 when terminated or at shutdown, 25P03 and 57P05 on timeouts — as
+ * the answer to a statement of `trxClient` or, between statements, as the client's 'error'
+ * event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
+ * there is no server session left to end before a retry or a lookup. One listener per
+ * connection, told about the session it runs now. Install before captureBackendAtBegin.
+ * Internal to knex-scope.
+ *
+ * @example
+ * observeBackendExit(trxClient, connection, () => { record.done = true; });
+ */
+export function observeBackendExit(
+  trxClient: TxClient,
+  connection: DriverConnection,
+  exited: () => void,
+): void {
+  const client = connection as DriverConnection & {
+    on?(event: 'error', listener: (error: unknown) => void): void;
+  };
+  const current = listening.get(client);
+  if (current !== undefined) current.exited = exited;
+  else if (typeof client.on === 'function') {
+    const state = { exited };
+    listening.set(client, state);
+    client.on('error', (error) => {
+      if (isExit(error)) state.exited();
+    });
+  }
+  const inner = trxClient.query;
+  trxClient.query = function (this: TxClient, on: DriverConnection, sql: unknown) {
+    return inner.call(this, on, sql).catch((error: unknown) => {
+      if (isExit(error)) exited();
+      throw error;
+    });
+  };
+}
+
+function isExit(error: unknown): boolean {
+  const severity = (error as { severity?: unknown } | null)?.severity;
+  return severity === 'FATAL' || severity === 'PANIC';
+}
