@@ -7,7 +7,8 @@ const moduleNameMapper = {
   '^knex-scope$': '<rootDir>/lib/index.ts',
   '^knex-scope/jest/(.*)$': '<rootDir>/lib/jest/$1.ts',
   '^knex-scope/(testing|toxiproxy)$': '<rootDir>/lib/$1/index.ts',
-  '^knex-scope/(express|koa)$': '<rootDir>/lib/adapters/$1/index.ts',
+  '^knex-scope/(express|koa|fastify|hono)$': '<rootDir>/lib/adapters/$1/index.ts',
+  '^knex-scope/opentelemetry$': '<rootDir>/lib/observability/opentelemetry/index.ts',
 };
 
 const transform = {
@@ -28,7 +29,24 @@ module.exports = async () => {
         moduleNameMapper,
         testEnvironment: 'node',
         testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
-        testPathIgnorePatterns: ['<rootDir>/__tests__/db/', '<rootDir>/__tests__/testing/'],
+        testPathIgnorePatterns: [
+          '<rootDir>/__tests__/db/',
+          '<rootDir>/__tests__/testing/',
+          '<rootDir>/__tests__/scale-out/',
+          '<rootDir>/__tests__/services.test.ts',
+        ],
+      },
+      {
+        // PgBouncer, the PostgreSQL failover pair and Galera (scripts/services/): each file locks
+        // its service, and scripts/test.js runs this project beside the others.
+        displayName: 'scale-out',
+        transform,
+        moduleNameMapper,
+        testEnvironment: 'node',
+        testMatch: [
+          '<rootDir>/__tests__/scale-out/**/*.test.ts',
+          '<rootDir>/__tests__/services.test.ts',
+        ],
       },
       ...databases.map(({ name, url }) => ({
         displayName: name,

@@ -126,7 +126,7 @@ describe('npm scripts and .github/workflows/test.yml', () => {
     expect(scripts['test-deps:down']).toBe('docker compose -f docker-compose.test.yml down -v');
   });
 
-  it('installs, starts the services, runs the whole suite against them and stops them', () => {
+  it('installs, starts the services, runs the whole suite against them and stops them, on Node 20, 22 and 24', () => {
     const steps = asList(asMap(asMap(asMap(workflow.jobs).test)).steps).map(asMap);
     const runs = steps.map((step) => step.run).filter((run) => run !== undefined);
     expect(runs).toEqual([
@@ -137,6 +137,10 @@ describe('npm scripts and .github/workflows/test.yml', () => {
     ]);
     expect(steps.at(-1)?.if).toBe('always()');
     const node = steps.find((step) => String(step.uses).startsWith('actions/setup-node'));
-    expect(asMap(node?.with)['node-version']).toBe('20');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: GitHub's expression syntax, not JS
+    expect(asMap(node?.with)['node-version']).toBe('${{ matrix.node }}');
+    const test = asMap(asMap(workflow.jobs).test);
+    expect(asMap(asMap(test.strategy).matrix).node).toEqual(['20', '22', '24']);
+    expect(asMap(test.strategy)['fail-fast']).toBe('false');
   });
 });

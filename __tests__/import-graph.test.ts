@@ -81,15 +81,18 @@ function folderOf(file: string): string {
 
 // What each folder may import besides itself. The core knows no framework and no retry policy but
 // the connection-error classifier (a pure function the session needs to keep dead connections out
-// of the pool); nothing but the test kit's own entry points imports the test kit.
+// of the pool); nothing but the test kit's own entry points imports the test kit. The diagnostics
+// channels (observability/) are the bottom layer, which everything may publish on; they know only
+// the type of what onRetry receives, and the OpenTelemetry subpath (observability/opentelemetry/)
+// knows nothing but the channels.
 const allowed: Record<string, readonly string[]> = {
-  core: ['retry/is-connection-error.ts'],
-  retry: ['core'],
+  core: ['retry/is-connection-error.ts', 'observability'],
+  retry: ['core', 'observability'],
   adapters: ['core'],
-  observability: ['core', 'retry'],
-  toxiproxy: [],
-  testing: ['core', 'adapters', 'retry', 'toxiproxy', '.'],
-  jest: ['core', 'testing', 'toxiproxy'],
+  observability: ['retry/retry-options.ts'],
+  toxiproxy: ['observability'],
+  testing: ['core', 'adapters', 'retry', 'toxiproxy', 'observability', '.'],
+  jest: ['core', 'testing', 'toxiproxy', 'observability'],
   '.': ['.', 'core', 'adapters', 'retry', 'observability'],
 };
 

@@ -204,6 +204,16 @@ const connectionErrors: Case[] = [
     viaKnex(galeraNotReady()),
   ],
   [
+    'Galera 1180 at a COMMIT cut off from the primary component',
+    viaKnex(
+      Object.assign(mysqlError(1180, 'ER_ERROR_DURING_COMMIT'), {
+        message:
+          'Error while appending streaming replication fragment(provider status: Not connected to Primary Component)',
+      }),
+      'COMMIT;',
+    ),
+  ],
+  [
     'Galera 1047 recognised by its message when the SQLSTATE is missing',
     Object.assign(galeraNotReady(), { sqlState: undefined }),
   ],
@@ -295,6 +305,10 @@ const neitherErrors: Case[] = [
   [
     'MySQL 1047 with another SQLSTATE and no WSREP message',
     mysqlError(1047, 'ER_UNKNOWN_COM_ERROR'),
+  ],
+  [
+    'MySQL 1180 ER_ERROR_DURING_COMMIT of a storage engine',
+    mysqlError(1180, 'ER_ERROR_DURING_COMMIT'),
   ],
   [
     'PgBouncer query_wait_timeout: the pooler is saturated, as KnexTimeoutError',
@@ -421,6 +435,13 @@ describe('refusedByServer', () => {
   });
 
   it.each([
+    [
+      'Galera 1180 at a COMMIT cut off while it replicated (it may have been applied)',
+      Object.assign(mysqlError(1180, 'ER_ERROR_DURING_COMMIT'), {
+        message:
+          'COMMIT; - Error while appending streaming replication fragment(provider status: Not connected to Primary Component)',
+      }),
+    ],
     ['a lost connection', nodeError('ECONNRESET')],
     ['pg 57P01', pgError('57P01', 'terminating connection', 'FATAL')],
     ['MySQL 1047 without WSREP or 08S01', mysqlError(1047, 'ER_UNKNOWN_COM_ERROR')],

@@ -98,6 +98,43 @@ describe('the packed package', () => {
     expect(JSON.parse(node(['--input-type=module', '-e', script]))).toEqual({ same: true });
   });
 
+  it('serves knex-scope/fastify and knex-scope/hono without loading either framework itself', () => {
+    const script = `
+      import { createRequire } from 'node:module';
+      const require = createRequire(import.meta.url);
+      const fastifyEntry = require('knex-scope/fastify');
+      const { withDb: honoDb } = await import('knex-scope/hono');
+      const frameworks = (name) =>
+        Object.keys(require.cache).filter((path) => path.includes('/node_modules/' + name + '/')).length;
+      const before = frameworks('fastify') + frameworks('hono');
+      const Fastify = require('fastify');
+      const { Hono } = await import('hono');
+      const after = frameworks('fastify') > 0; // the check can see a loaded framework
+
+      const db = fastifyEntry.withDb('sqlite::memory:', { commit: 'on-success' });
+      const app = Fastify();
+      await app.register(db);
+      app.get('/', async (request) => (await request.db.getSession((trx) => trx.raw('select 1 as one'))).length);
+      const url = await app.listen({ port: 0, host: '127.0.0.1' });
+      const fastify = await (await fetch(url)).text();
+      await app.close();
+
+      const hdb = honoDb('sqlite::memory:');
+      const hono = await new Hono()
+        .use(hdb)
+        .get('/', async (c) => c.text(typeof c.var.db.getSession))
+        .request('/');
+      await hdb.destroy();
+      console.log(JSON.stringify({ before, after, fastify, hono: await hono.text(), retry: typeof fastifyEntry.retryTransaction }));`;
+    expect(JSON.parse(node(['--input-type=module', '-e', script]))).toEqual({
+      before: 0,
+      after: true,
+      fastify: '1',
+      hono: 'function',
+      retry: 'function',
+    });
+  });
+
   it('has a working bin for the fault proxy', () => {
     const bin = join(project, 'node_modules', 'knex-scope', manifest.bin['knex-scope-toxiproxy']!);
     const script = `

@@ -8,6 +8,9 @@ import {
   withDb,
   withLegacySession,
 } from '../lib';
+import * as fastify from '../lib/adapters/fastify';
+import * as hono from '../lib/adapters/hono';
+import { normalizeDbOptions } from '../lib/core/normalize-db-options';
 
 const password = 'pa55-w0rd-SECRET';
 
@@ -195,6 +198,16 @@ describe('withDb(config, options)', () => {
       /"transaction.readOnly" must be a boolean/,
     ],
     ['an empty property', { property: '' }, /"property" must be a non-empty string/],
+    [
+      'an unknown commit mode',
+      { commit: 'always' },
+      /"commit" must be "explicit" or "on-success", got "always"/,
+    ],
+    [
+      'a commit flag instead of a mode',
+      { commit: true },
+      /"commit" must be "explicit" or "on-success", got boolean/,
+    ],
     ['a maxSessionsPerScope of 0', { maxSessionsPerScope: 0 }, /positive integer/],
     ['a fractional maxSessionsPerScope', { maxSessionsPerScope: 1.5 }, /positive integer/],
     ['a maxSessionsPerScope string', { maxSessionsPerScope: '4' }, /positive integer/],
@@ -210,6 +223,12 @@ describe('withDb(config, options)', () => {
       /"transaction.settings.search_path" must be a string/,
     ],
     ['the property express-session owns', { property: 'session' }, /express-session/],
+    [
+      'an onForgotten that is not a function, "warn" or false',
+      { onForgotten: 'log' },
+      /"onForgotten" must be a function, "warn" or false/,
+    ],
+    ['onForgotten: true', { onForgotten: true }, /"onForgotten"/],
   ])('rejects %s', (_what, options, message) => {
     expect(failure(() => withDb(sqlite, options as never)).message).toMatch(message);
   });
@@ -253,6 +272,25 @@ describe('withDb(config, options)', () => {
     await db.destroy();
   });
 
+  it('reports forgotten sessions with a warning by default, except when NODE_ENV is production', () => {
+    const previous = process.env.NODE_ENV;
+    try {
+      process.env.NODE_ENV = 'development';
+      expect(normalizeDbOptions(undefined, 'db').onForgotten).toBeInstanceOf(Function);
+      expect(normalizeDbOptions({}, 'db').onForgotten).toBeInstanceOf(Function);
+      expect(normalizeDbOptions({ onForgotten: false }, 'db').onForgotten).toBeUndefined();
+      process.env.NODE_ENV = 'production';
+      expect(normalizeDbOptions(undefined, 'db').onForgotten).toBeUndefined();
+      expect(normalizeDbOptions({ onForgotten: 'warn' }, 'db').onForgotten).toBeInstanceOf(
+        Function,
+      );
+      const report = () => {};
+      expect(normalizeDbOptions({ onForgotten: report }, 'db').onForgotten).toBe(report);
+    } finally {
+      process.env.NODE_ENV = previous;
+    }
+  });
+
   it('applies the same rules to withLegacySession', () => {
     expect(failure(() => withLegacySession(sqlite, { property: 'session' })).message).toMatch(
       /express-session/,
@@ -261,4 +299,21 @@ describe('withDb(config, options)', () => {
       /pool.max/,
     );
   });
+
+  it.each([
+    ['knex-scope', withDb, withLegacySession],
+    ['knex-scope/fastify', fastify.withDb, fastify.withLegacySession],
+    ['knex-scope/hono', hono.withDb, hono.withLegacySession],
+  ] as const)(
+    'checks the commit option of %s when withDb is called',
+    async (_entry, db, legacy) => {
+      for (const make of [db, legacy]) {
+        expect(failure(() => make(sqlite, { commit: 'sometimes' as never })).message).toMatch(
+          /"commit" must be "explicit" or "on-success"/,
+        );
+        for (const commit of ['explicit', 'on-success'] as const)
+          await make(sqlite, { commit }).destroy();
+      }
+    },
+  );
 });

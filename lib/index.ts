@@ -28,10 +28,19 @@ export {
   type FailoverOptions,
   failoverConnection,
 } from './core/failover-connection';
-export type { DbOptions } from './core/normalize-db-options';
+export type { CommitMode, DbOptions } from './core/normalize-db-options';
 export { parseDatabaseUrl } from './core/parse-database-url';
 export { redactUrl } from './core/redact-url';
 export type { Scope } from './core/scope';
+export type { ForgottenSession } from './observability/forgotten-channel';
+export type { RetryAttemptMessage, RetryOperation } from './observability/retry-channel';
+export type { RunInContext } from './observability/run-in-context';
+export type {
+  CommitResolution,
+  SessionKind,
+  SessionMessage,
+  SessionOutcome,
+} from './observability/session-channel';
 export {
   commitMarkerMigration,
   commitMarkerMigrationName,

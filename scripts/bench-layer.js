@@ -6,6 +6,11 @@
 //   plain    no middleware
 //   noop     app.use((req, res, next) => next())
 //   withDb   app.use(withDb(knex))   (knex on an in-memory SQLite database, never touched)
+// and, with --variants, two more that split what `currentDb: true` costs into Node's part and
+// knex-scope's:
+//   als      app.use((req, res, next) => storage.run(req, next)): a middleware that only runs the
+//            rest of the request in an AsyncLocalStorage, as any request-context library does
+//   context  app.use(withDb(knex, { currentDb: true }))
 // Each app handles N fabricated requests in-process (`app.handle(req, res)` on an IncomingMessage
 // and a ServerResponse with no socket), under `valgrind --tool=callgrind`. Two runs per app, with
 // `--low` and `--high` requests, and the difference of their totals divided by the difference in
@@ -17,15 +22,17 @@
 //   node scripts/bench-layer.js --frameworks=express,express4   # about 20 minutes
 //   node scripts/bench-layer.js --low=2000 --high=12000     # quicker: one major collection more or
 //                                                           # less moves it by about 2 %
+//   node scripts/bench-layer.js --variants=plain,noop,als,withDb,context   # currentDb's parts
 //
-// Options: --low=N (4000) --high=N (36000) --frameworks=express,express4 (express) --json=FILE
+// Options: --low=N (4000) --high=N (36000) --frameworks=express,express4 (express)
+//          --variants=LIST (plain,noop,withDb) --json=FILE
 // Needs valgrind (`apt-get install valgrind`).
 const { spawn } = require('node:child_process');
 const { writeFileSync } = require('node:fs');
 
-/** @typedef {'plain' | 'noop' | 'withDb'} Variant */
+/** @typedef {'plain' | 'noop' | 'als' | 'withDb' | 'context'} Variant */
 /** @type {Variant[]} */
-const variants = ['plain', 'noop', 'withDb'];
+const allVariants = ['plain', 'noop', 'als', 'withDb', 'context'];
 
 /**
  * @param {string} name
@@ -72,7 +79,15 @@ async function child(framework, variant, n) {
       (/** @type {unknown} */ _req, /** @type {unknown} */ _res, /** @type {() => void} */ next) =>
         next(),
     );
+  if (variant === 'als') {
+    const storage = new (require('node:async_hooks').AsyncLocalStorage)();
+    app.use(
+      (/** @type {object} */ req, /** @type {unknown} */ _res, /** @type {() => void} */ next) =>
+        storage.run(req, next),
+    );
+  }
   if (variant === 'withDb') app.use(withDb(knex));
+  if (variant === 'context') app.use(withDb(knex, { currentDb: true }));
   app.get(
     '/plain',
     (/** @type {unknown} */ _req, /** @type {{ json(body: unknown): void }} */ res) => {
@@ -141,6 +156,13 @@ async function main() {
   const high = count('high', 36000);
   if (high <= low) throw new Error('--high must be above --low');
   const frameworks = option('frameworks', 'express').split(',');
+  const variants = /** @type {Variant[]} */ (option('variants', 'plain,noop,withDb').split(','));
+  const unknown = variants.filter((variant) => !allVariants.includes(variant));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--variants: no variant ${unknown.join(', ')}; there are ${allVariants.join(', ')}`,
+    );
+  }
   console.log(
     `Express middleware floor: node ${process.version} --single-threaded --no-memory-reducer under callgrind, ` +
       `instructions per request = (I(${high}) − I(${low})) / ${high - low}`,
@@ -159,17 +181,31 @@ async function main() {
       console.log(`  ${framework} ${variant}: ${(perRequest / 1000).toFixed(1)}k`);
     }
   }
-  console.log(
-    '\n| framework | plain | noop | withDb | plain / noop | plain / withDb | noop / withDb |',
-  );
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  // Each variant against plain, and every variant with a middleware against noop (and, when both
+  // ran, context against als: what knex-scope adds to the AsyncLocalStorage middleware).
+  /** @type {[Variant, Variant][]} */
+  const pairs = [
+    ...variants
+      .filter((v) => v !== 'plain')
+      .map((v) => /** @type {[Variant, Variant]} */ (['plain', v])),
+    ...variants
+      .filter((v) => v !== 'plain' && v !== 'noop')
+      .map((v) => /** @type {[Variant, Variant]} */ (['noop', v])),
+    ...(variants.includes('als') && variants.includes('context')
+      ? [/** @type {[Variant, Variant]} */ (['als', 'context'])]
+      : []),
+  ].filter(([a, b]) => variants.includes(a) && variants.includes(b));
+  const header = [...variants, ...pairs.map(([a, b]) => `${a} / ${b}`)];
+  console.log(`\n| framework | ${header.join(' | ')} |`);
+  console.log(`| --- |${header.map(() => ' ---: |').join('')}`);
   for (const [framework, r] of Object.entries(results)) {
-    const { plain = Number.NaN, noop = Number.NaN, withDb = Number.NaN } = r;
     const k = (/** @type {number} */ x) => `${(x / 1000).toFixed(1)}k`;
-    console.log(
-      `| ${framework} | ${k(plain)} | ${k(noop)} | ${k(withDb)} | ${(plain / noop).toFixed(4)} | ` +
-        `${(plain / withDb).toFixed(4)} | ${(noop / withDb).toFixed(4)} |`,
-    );
+    const of = (/** @type {Variant} */ v) => r[v] ?? Number.NaN;
+    const cells = [
+      ...variants.map((v) => k(of(v))),
+      ...pairs.map(([a, b]) => (of(a) / of(b)).toFixed(4)),
+    ];
+    console.log(`| ${framework} | ${cells.join(' | ')} |`);
   }
   const json = option('json', '');
   if (json !== '') writeFileSync(json, `${JSON.stringify({ low, high, results }, null, 2)}\n`);

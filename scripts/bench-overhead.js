@@ -26,8 +26,9 @@
 //                                       (default: the a-… and b-… ones); an unknown name is an error
 //   --json=FILE                         also write the raw numbers as JSON
 //   --diagnose                          also run the attribution scenarios (d-…): a no-op
-//                                       middleware (the framework's own cost of any middleware)
-//                                       and withDb(config, { currentDb: true })
+//                                       middleware (the framework's own cost of any middleware),
+//                                       withDb(config, { currentDb: true }) against no knex-scope
+//                                       (d-…-context) and against withDb(config) (d-…-option)
 //   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js);
 //   a scenario whose server does not answer is skipped.
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');

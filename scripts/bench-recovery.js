@@ -32,6 +32,8 @@
 //   --modes=LIST     BENCH_MODES        auto,xa,marker,plain (default auto,plain; retry = auto)
 //   --timeout=MS     BENCH_TIMEOUT      client-side request timeout (default 30000)
 //   --json=FILE                         also write the raw numbers as JSON
+//   --otel                              the app runs knex-scope/opentelemetry with the SDK;
+//                                       its span and metric counts are printed beside the app's own
 //   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js)
 // Exits non-zero if a request id has two rows or a 201 has no row.
 const { fork } = require('node:child_process');
@@ -62,6 +64,7 @@ function option(name, env, fallback) {
  *   config: import('knex').Knex.Config;
  *   total: number;
  *   backoff: number;
+ *   otel?: boolean;
  * }} ServerSpec
  * @typedef {{
  *   type: 'stats';
@@ -76,6 +79,7 @@ function option(name, env, fallback) {
  *   poolUsed: number;
  *   poolPending: number;
  *   inFlight: number;
+ *   otel?: { spans: Record<string, number>; events: Record<string, number>; metrics: Record<string, number> };
  * }} ServerStats
  * @typedef {{ status: number; code: string; ms: number }} Outcome
  */
@@ -91,6 +95,7 @@ const appName = `knex-scope-bench-recovery-${process.pid}`;
 function serve(spec) {
   const express = require('express');
   const { retryTransaction, withDb } = require('knex-scope');
+  const otel = spec.otel === true ? require('./bench-otel-counts').startOtelCounts() : undefined;
 
   // knex warns "Connection Error: …" for every dead connection its pool discards: counted instead.
   let discarded = 0;
@@ -188,11 +193,12 @@ function serve(spec) {
   });
 
   const send = (/** @type {unknown} */ message) => process.send?.(message);
-  process.on('message', (/** @type {{ type: string }} */ message) => {
+  process.on('message', async (/** @type {{ type: string }} */ message) => {
     if (message.type === 'stats') {
       send({
         type: 'stats',
         ...stats,
+        otel: await otel?.counts(),
         discarded,
         poolUsed: pool.numUsed(),
         poolPending: pool.numPendingAcquires() + pool.numPendingCreates(),
@@ -430,7 +436,7 @@ function percentile(sorted, q) {
 /**
  * One run: fresh table contents, a fresh app, the load, the kills, then the reconciliation.
  * @param {{ database: Database; mode: Mode; round: number; url: string; admin: import('knex').Knex; table: string }} run
- * @param {{ seconds: number; interval: number; connections: number; timeout: number; poolMax: number; total: number; backoff: number }} settings
+ * @param {{ seconds: number; interval: number; connections: number; timeout: number; poolMax: number; total: number; backoff: number; otel: boolean }} settings
  * @returns {Promise<Run>}
  */
 async function runOnce({ database, mode, round, url, admin, table }, settings) {
@@ -442,6 +448,7 @@ async function runOnce({ database, mode, round, url, admin, table }, settings) {
     config: appConfig(database, url, settings.poolMax),
     total: settings.total,
     backoff: settings.backoff,
+    otel: settings.otel,
   });
   /** @type {number[]} */
   const kills = [];
@@ -579,7 +586,8 @@ async function main() {
     }
   }
   const jsonFile = option('json', 'BENCH_JSON', '');
-  const settings = { seconds, interval, connections, timeout, poolMax, total, backoff };
+  const otel = process.argv.includes('--otel');
+  const settings = { seconds, interval, connections, timeout, poolMax, total, backoff, otel };
 
   const cpus = os.cpus();
   console.log(
@@ -678,7 +686,11 @@ async function main() {
         `COMMITs that failed ${sum(s.commitErrors)} {${list(s.commitErrors)}}, of which resolved as committed ${s.commitsResolved}; ` +
         `dead connections discarded by the pool ${s.discarded}; ` +
         `201s without a row ${run.lost}; rows of unknown ids ${run.strangers}; max latency ${run.max.toFixed(0)} ms; ` +
-        `pool after: ${s.poolUsed} used, ${s.poolPending} pending`,
+        `pool after: ${s.poolUsed} used, ${s.poolPending} pending` +
+        (s.otel === undefined
+          ? ''
+          : `; OpenTelemetry: spans {${list(s.otel.spans)}}, retry events {${list(s.otel.events)}}, ` +
+            `metrics {${list(s.otel.metrics)}}`),
     );
   }
   console.log(`\n${lines.join('\n')}\n`);

@@ -219,6 +219,37 @@ function benchScenarios({ tmp, poolMax }) {
         },
       },
     },
+    // The option alone: the same withDb without and with `currentDb: true`, so that neither the
+    // middleware layer nor the session's own cost is in the ratio (d-…-context have both).
+    ...[
+      /** @type {const} */ (['express', '/plain', 'Express 5, route without database']),
+      /** @type {const} */ (['koa', '/plain', 'Koa 3, route without database']),
+      /** @type {const} */ (['sqlite', '/select', 'SELECT 1 in req.db.session, SQLite']),
+    ].map(([name, path, title]) => {
+      const framework = name === 'koa' ? 'koa' : 'express';
+      const variant = name === 'sqlite' ? 'scope' : 'withDb';
+      /** @type {Scenario} */
+      const scenario = {
+        name: `d-${name}-option`,
+        title: `${title}: withDb(config) against withDb(config, { currentDb: true })`,
+        path,
+        target: 0,
+        a: {
+          label: 'currentDb: false',
+          side: { framework, variant, connection: sqlite(`d-${name}-option-a.sqlite`) },
+        },
+        b: {
+          label: 'currentDb: true',
+          side: {
+            framework,
+            variant,
+            currentDb: true,
+            connection: sqlite(`d-${name}-option-b.sqlite`),
+          },
+        },
+      };
+      return scenario;
+    }),
   ];
   return { scenarios, diagnostics };
 }

@@ -10,7 +10,9 @@ const { once } = require('node:events');
 const http = require('node:http');
 
 /**
- * @typedef {'commit' | 'throw' | 'forgotten' | 'lazy' | 'abort' | 'read' | 'plain'} SoakRoute
+ * @typedef {'commit' | 'throw' | 'forgotten' | 'lazy' | 'abort' | 'read' | 'plain'} ScopeRoute
+ * @typedef {'auto' | 'auto-fail' | 'auto-throw'} AutoRoute
+ * @typedef {ScopeRoute | AutoRoute} SoakRoute
  *
  * What the server saw. `unexpected` must stay empty: any error other than the routes' own.
  * @typedef {{
@@ -64,6 +66,14 @@ const defaultMix = [
 ];
 
 /**
+ * The default mix plus the routes of a `commit: 'on-success'` db (`autoHandlers`), 24 long: 2 that
+ * succeed (201, committed by the middleware), 1 that answers 422 and 1 that throws (both rolled
+ * back by it).
+ * @type {readonly SoakRoute[]}
+ */
+const onSuccessMix = [...defaultMix, 'auto', 'auto-fail', 'auto', 'auto-throw'];
+
+/**
  * What the client should see for each route: a status, or `aborted` for the socket it destroyed.
  * @type {Readonly<Record<SoakRoute, string>>}
  */
@@ -75,6 +85,9 @@ const expectedOutcome = {
   abort: 'aborted',
   read: '200',
   plain: '200',
+  auto: '201',
+  'auto-fail': '422',
+  'auto-throw': '500',
 };
 
 /**
@@ -202,7 +215,7 @@ async function rowsByRoute(knex, table) {
  * @param {string} table
  * @param {SoakServerStats} stats
  * @param {{ probe?: AbortProbe | undefined; abortDelayMs?: number | undefined }} options
- * @returns {Record<SoakRoute, (scope: import('knex-scope').Scope, id: string) => Promise<number>>}
+ * @returns {Record<ScopeRoute, (scope: import('knex-scope').Scope, id: string) => Promise<number>>}
  */
 function soakHandlers(table, stats, options) {
   const abortDelayMs = options.abortDelayMs ?? 50;
@@ -281,6 +294,66 @@ function soakHandlers(table, stats, options) {
 }
 
 /**
+ * The routes of the `commit: 'on-success'` db: `scope` is its scope (`req.auto`), whose lazy
+ * session the middleware commits when the handler succeeded with a status below 400, and rolls
+ * back otherwise. Only `auto` may leave a row.
+ * @param {string} table
+ * @returns {Record<AutoRoute, (scope: import('knex-scope').Scope) => Promise<number>>}
+ */
+function autoHandlers(table) {
+  return {
+    async auto(scope) {
+      const trx = await scope.session;
+      await trx(table).insert({ route: 'auto' });
+      return 201;
+    },
+    async 'auto-fail'(scope) {
+      const trx = await scope.session;
+      await trx(table).insert({ route: 'auto-fail' });
+      return 422;
+    },
+    async 'auto-throw'(scope) {
+      const trx = await scope.session;
+      await trx(table).insert({ route: 'auto-throw' });
+      throw new SoakError();
+    },
+  };
+}
+
+/**
+ * Every route's handler as `(request's scopes, id) => status`: the scope routes read `scopes.db`,
+ * the `auto` routes `scopes.auto` (present only when the app mounts a `commit: 'on-success'` db).
+ * @param {string} table
+ * @param {SoakServerStats} stats
+ * @param {{ probe?: AbortProbe | undefined; abortDelayMs?: number | undefined; auto?: boolean }} options
+ * @returns {Map<string, (scopes: () => { db: import('knex-scope').Scope; auto?: import('knex-scope').Scope | undefined }, id: string) => Promise<number>>}
+ */
+function allHandlers(table, stats, options) {
+  const routes = new Map();
+  for (const [route, handler] of Object.entries(soakHandlers(table, stats, options))) {
+    routes.set(
+      route,
+      (/** @type {() => { db: import('knex-scope').Scope }} */ scopes, /** @type {string} */ id) =>
+        handler(scopes().db, id),
+    );
+  }
+  if (options.auto) {
+    for (const [route, handler] of Object.entries(autoHandlers(table))) {
+      routes.set(
+        route,
+        (/** @type {() => { auto?: import('knex-scope').Scope | undefined }} */ scopes) => {
+          const auto = scopes().auto;
+          if (auto === undefined)
+            throw new Error(`route ${route} needs the commit: 'on-success' db`);
+          return handler(auto);
+        },
+      );
+    }
+  }
+  return routes;
+}
+
+/**
  * @param {unknown} error
  * @param {SoakServerStats} stats
  */
@@ -349,7 +422,7 @@ function createKoaSoakApp(db, options) {
   });
   app.use(db);
   app.use(async (ctx) => {
-    const handler = handlers[/** @type {SoakRoute} */ (ctx.path.slice(1))];
+    const handler = handlers[/** @type {ScopeRoute} */ (ctx.path.slice(1))];
     if (ctx.method !== 'POST' || handler === undefined) {
       ctx.status = 404;
       return;
@@ -358,6 +431,88 @@ function createKoaSoakApp(db, options) {
     ctx.body = '';
   });
   return { app, stats };
+}
+
+/**
+ * The soak's Fastify app (a Fastify 5 plugin from knex-scope/fastify): the same routes; with
+ * `autoDb` (a `commit: 'on-success'` db on the `auto` property), the `auto` routes too.
+ * @param {import('knex-scope/fastify').Db} db
+ * @param {{ table: string; probe?: AbortProbe; abortDelayMs?: number; autoDb?: import('knex-scope/fastify').Db }} options
+ * @returns {Promise<{ listener: http.RequestListener; stats: SoakServerStats }>}
+ */
+async function createFastifySoakApp(db, options) {
+  const Fastify = require('fastify');
+  const stats = emptyServerStats();
+  const handlers = allHandlers(options.table, stats, {
+    ...options,
+    auto: options.autoDb !== undefined,
+  });
+  /** @type {http.RequestListener | undefined} */
+  let listener;
+  const app = Fastify({
+    serverFactory: (handler) => {
+      listener = handler;
+      return http.createServer(handler);
+    },
+  });
+  app.setErrorHandler((error, _request, reply) => {
+    noteError(error, stats);
+    reply.code(500).send();
+  });
+  await app.register(db);
+  if (options.autoDb !== undefined) await app.register(options.autoDb);
+  for (const [route, handler] of handlers) {
+    app.post(`/${route}`, async (request, reply) => {
+      const scopes = () => ({
+        db: request.db,
+        auto: /** @type {{ auto?: import('knex-scope').Scope }} */ (
+          /** @type {unknown} */ (request)
+        ).auto,
+      });
+      reply.code(await handler(scopes, String(request.headers['x-soak-id'] ?? '')));
+      return '';
+    });
+  }
+  await app.ready();
+  if (listener === undefined) throw new Error('Fastify did not call serverFactory');
+  return { listener, stats };
+}
+
+/**
+ * The soak's Hono app on @hono/node-server's request listener: the same routes; with `autoDb`, the
+ * `auto` routes too.
+ * @param {import('knex-scope/hono').Db} db
+ * @param {{ table: string; probe?: AbortProbe; abortDelayMs?: number; autoDb?: import('knex-scope/hono').Db<'auto'> }} options
+ * @returns {{ listener: http.RequestListener; stats: SoakServerStats }}
+ */
+function createHonoSoakApp(db, options) {
+  const { Hono } = require('hono');
+  const { getRequestListener } = require('@hono/node-server');
+  const stats = emptyServerStats();
+  const handlers = allHandlers(options.table, stats, {
+    ...options,
+    auto: options.autoDb !== undefined,
+  });
+  const app = new Hono();
+  app.onError((error, c) => {
+    noteError(error, stats);
+    return c.body(null, 500);
+  });
+  app.use(db);
+  if (options.autoDb !== undefined) app.use(options.autoDb);
+  for (const [route, handler] of handlers) {
+    app.post(`/${route}`, async (c) => {
+      const scopes = () => ({
+        db: c.var.db,
+        auto: /** @type {import('knex-scope').Scope | undefined} */ (
+          c.get(/** @type {never} */ ('auto'))
+        ),
+      });
+      const status = await handler(scopes, c.req.header('x-soak-id') ?? '');
+      return c.body(null, /** @type {201} */ (status));
+    });
+  }
+  return { listener: getRequestListener(app.fetch), stats };
 }
 
 /**
@@ -539,9 +694,12 @@ module.exports = {
   AbortProbe,
   SoakError,
   createExpressSoakApp,
+  createFastifySoakApp,
+  createHonoSoakApp,
   createKoaSoakApp,
   createSoakTable,
   defaultMix,
+  onSuccessMix,
   emptyServerStats,
   expectedOutcome,
   listen,

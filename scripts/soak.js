@@ -1,10 +1,12 @@
 // @ts-check
 'use strict';
-// Leak soak: tens of thousands of requests against an Express app and a Koa app using knex-scope
-// (the built package: run `npm run build` first), mixing commits, throws, forgotten sessions,
-// client aborts mid-transaction and routes that never touch the database. Then it checks that no
-// connection is in use or pending, that the table holds exactly one row per 201 response, and that
-// the heap came back to where it was after warm-up. Exits non-zero if a check fails.
+// Leak soak: tens of thousands of requests against Express, Koa, Fastify and Hono apps using
+// knex-scope (the built package: run `npm run build` first), mixing commits, throws, forgotten
+// sessions, client aborts mid-transaction and routes that never touch the database; the Fastify and
+// Hono apps also mount a `commit: 'on-success'` db whose routes succeed, answer 422 or throw. Then
+// it checks that no connection is in use or pending, that the table holds exactly one row per 201
+// response, and that the heap came back to where it was after warm-up. Exits non-zero if a check
+// fails.
 //
 //   npm run build && node --expose-gc scripts/soak.js
 //
@@ -13,7 +15,8 @@
 //   --concurrency=N    SOAK_CONCURRENCY   requests in flight (default 50)
 //   --warmup=N         SOAK_WARMUP        warm-up requests before the heap baseline (default 2000)
 //   --databases=LIST   SOAK_DATABASES     postgres,mariadb,sqlite (default postgres,mariadb)
-//   --frameworks=LIST  SOAK_FRAMEWORKS    express,express4,koa,koa2 (default express,koa)
+//   --frameworks=LIST  SOAK_FRAMEWORKS    express,express4,koa,koa2,fastify,hono
+//                                         (default express,koa,fastify,hono)
 //   --pool=N           SOAK_POOL          pool.max (default 10)
 //   --abort-delay=MS   SOAK_ABORT_DELAY   how long the abort route awaits inside its transaction (50)
 //   --heap-mb=N        SOAK_HEAP_MB       allowed heap growth in MB (default 10)
@@ -27,10 +30,14 @@ const { servers } = require('./probe-databases');
 const {
   AbortProbe,
   createExpressSoakApp,
+  createFastifySoakApp,
+  createHonoSoakApp,
   createKoaSoakApp,
   createSoakTable,
+  defaultMix,
   emptyServerStats,
   listen,
+  onSuccessMix,
   rowsByRoute,
   runSoakLoad,
   settledHandlers,
@@ -54,7 +61,7 @@ const warmup = Number(option('warmup', 'SOAK_WARMUP', '2000'));
 const poolMax = Number(option('pool', 'SOAK_POOL', '10'));
 const abortDelayMs = Number(option('abort-delay', 'SOAK_ABORT_DELAY', '50'));
 const heapLimitMb = Number(option('heap-mb', 'SOAK_HEAP_MB', '10'));
-const frameworks = option('frameworks', 'SOAK_FRAMEWORKS', 'express,koa').split(',');
+const frameworks = option('frameworks', 'SOAK_FRAMEWORKS', 'express,koa,fastify,hono').split(',');
 const databaseNames = option('databases', 'SOAK_DATABASES', 'postgres,mariadb').split(',');
 
 // express4 and koa2 are Express 4 and Koa 2 installed under aliases, typed like the current majors.
@@ -111,25 +118,57 @@ async function settledHeap() {
 const mb = (/** @type {number} */ bytes) => (bytes / 1024 / 1024).toFixed(2);
 
 /**
+ * The app of `framework` on a new `db` for `config`; Fastify and Hono also mount a `commit:
+ * 'on-success'` db (sharing the first one's Knex instance, so one pool is checked) on `auto`.
+ * @param {string} framework
+ * @param {import('knex').Knex.Config | string} config
+ * @param {string} table
+ * @param {InstanceType<typeof AbortProbe>} probe
+ * @returns {Promise<{ knex: import('knex').Knex; destroy: () => Promise<void>; listener: import('node:http').RequestListener; stats: import('./soak-apps').SoakServerStats; mix: readonly import('./soak-apps').SoakRoute[] }>}
+ */
+async function appFor(framework, config, table, probe) {
+  if (framework === 'fastify') {
+    const { withDb: fastifyDb } = require('knex-scope/fastify');
+    const db = fastifyDb(config);
+    const autoDb = fastifyDb(db.knex, { commit: 'on-success', property: 'auto' });
+    const app = await createFastifySoakApp(db, { table, probe, abortDelayMs, autoDb });
+    return { knex: db.knex, destroy: db.destroy, ...app, mix: onSuccessMix };
+  }
+  if (framework === 'hono') {
+    const { withDb: honoDb } = require('knex-scope/hono');
+    const db = honoDb(config);
+    const autoDb = honoDb(db.knex, { commit: 'on-success', property: 'auto' });
+    const app = createHonoSoakApp(db, { table, probe, abortDelayMs, autoDb });
+    return { knex: db.knex, destroy: db.destroy, ...app, mix: onSuccessMix };
+  }
+  const db = withDb(config);
+  return { knex: db.knex, destroy: db.destroy, ...expressOrKoa(framework, db, table, probe) };
+}
+
+/**
  * @param {string} framework
  * @param {import('knex-scope').Db} db
  * @param {string} table
  * @param {InstanceType<typeof AbortProbe>} probe
  */
-function appFor(framework, db, table, probe) {
+function expressOrKoa(framework, db, table, probe) {
   if (framework === 'express' || framework === 'express4') {
     /** @type {typeof import('express')} */
     const express = framework === 'express4' ? loadAlias('express4') : require('express');
     const { app, stats } = createExpressSoakApp(db, { table, probe, express, abortDelayMs });
-    return { listener: /** @type {import('node:http').RequestListener} */ (app), stats };
+    return {
+      listener: /** @type {import('node:http').RequestListener} */ (app),
+      stats,
+      mix: defaultMix,
+    };
   }
   if (framework === 'koa' || framework === 'koa2') {
     /** @type {typeof import('koa')} */
     const Koa = framework === 'koa2' ? loadAlias('koa2') : require('koa');
     const { app, stats } = createKoaSoakApp(db, { table, probe, Koa, abortDelayMs });
-    return { listener: app.callback(), stats };
+    return { listener: app.callback(), stats, mix: defaultMix };
   }
-  throw new Error(`unknown framework ${framework} (express, express4, koa or koa2)`);
+  throw new Error(`unknown framework ${framework} (express, express4, koa, koa2, fastify or hono)`);
 }
 
 /**
@@ -139,13 +178,13 @@ function appFor(framework, db, table, probe) {
  * @returns {Promise<string[]>}
  */
 async function soak(framework, database) {
-  const db = withDb(database.config);
   const table = `soak_${framework}_${process.pid}`;
   /** @type {string[]} */
   const failures = [];
   const probe = new AbortProbe();
+  const db = await appFor(framework, database.config, table, probe);
+  const { listener, stats, mix } = db;
   await createSoakTable(db.knex, table);
-  const { listener, stats } = appFor(framework, db, table, probe);
   const server = await listen(listener);
   try {
     const title = `${framework} on ${database.label}`;
@@ -153,7 +192,7 @@ async function soak(framework, database) {
       `\n== ${title}: ${warmup} warm-up + ${requests} requests, concurrency ${concurrency}`,
     );
 
-    await runSoakLoad({ url: server.url, total: warmup, concurrency, probe });
+    await runSoakLoad({ url: server.url, total: warmup, concurrency, probe, mix });
     await settledHandlers(stats);
     await settledPool(db.knex);
     await db.knex(table).delete();
@@ -161,7 +200,7 @@ async function soak(framework, database) {
     const heapBefore = await settledHeap();
 
     const started = process.hrtime.bigint();
-    const load = await runSoakLoad({ url: server.url, total: requests, concurrency, probe });
+    const load = await runSoakLoad({ url: server.url, total: requests, concurrency, probe, mix });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const handlersDone = await settledHandlers(stats);
     const pool = await settledPool(db.knex);
@@ -205,9 +244,10 @@ async function soak(framework, database) {
       pool.pendingCreates === 0,
       `numPendingCreates() = ${pool.pendingCreates}`,
     );
+    // `commit` rows are committed by the handler, `auto` rows by the commit: 'on-success' db.
     check(
       'committed rows == 201 responses',
-      totalRows === load.created && (rows.commit ?? 0) === totalRows,
+      totalRows === load.created && (rows.commit ?? 0) + (rows.auto ?? 0) === totalRows,
       `${totalRows} rows (${JSON.stringify(rows)}), ${load.created} responses 201`,
     );
     const wrong = unexpectedOutcomes(load);

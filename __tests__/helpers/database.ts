@@ -3,6 +3,8 @@ import { knex as createKnex, type Knex } from 'knex';
 import { ensureTestDatabase, testDatabaseUrl } from '../../lib/testing';
 import { readTestRun } from '../../lib/testing/test-env';
 
+export { poolStats } from './pool-stats';
+
 export type Dialect = 'sqlite' | 'postgres' | 'mariadb';
 
 /** The database this test file runs on (one jest project per database). */
@@ -68,23 +70,6 @@ export async function countRows(knex: Knex, table: string): Promise<number> {
 export async function names(knex: Knex, table: string): Promise<string[]> {
   const rows = await knex(table).select('name').orderBy('id');
   return rows.map((row: { name: string }) => row.name);
-}
-
-/** The pool's counters: connections in use, idle, and acquires waiting. */
-export function poolStats(knex: Knex): { used: number; free: number; pending: number } {
-  const pool = (knex.client as { pool: TarnPool }).pool;
-  return {
-    used: pool.numUsed(),
-    free: pool.numFree(),
-    pending: pool.numPendingAcquires() + pool.numPendingCreates(),
-  };
-}
-
-interface TarnPool {
-  numUsed(): number;
-  numFree(): number;
-  numPendingAcquires(): number;
-  numPendingCreates(): number;
 }
 
 /** Records every SQL statement `knex` sends (transactions included), in order. */

@@ -11,6 +11,7 @@
 // collects tests. URLs: KNEX_SCOPE_PGBOUNCER_URL, KNEX_SCOPE_FAILOVER_URLS (primary,standby),
 // KNEX_SCOPE_GALERA_URLS (node 1,2,3); the controls always run the local scripts.
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serviceUrls } from '../../scripts/services/probe.js';
 
@@ -176,6 +177,11 @@ export function describeService<N extends ServiceName>(
   name: N,
   body: (service: Services[N]) => void,
 ): void {
+  // Test files run in parallel jest workers, and these tests kill, isolate and promote servers:
+  // one file at a time per service, from before the probe (another file may be mid-fault) to the
+  // end of the file (whose afterAll/afterEach leave the service healthy).
+  const release = lockService(name);
+  afterAll(release);
   const service = locators[name]();
   if (service !== undefined) {
     describe(`${name} (scale-out service)`, () => body(service));
@@ -189,4 +195,52 @@ export function describeService<N extends ServiceName>(
   describe(`${name} (scale-out service)`, () => {
     test.skip(message, () => {});
   });
+}
+
+const lockRoot = join(
+  process.env.KNEX_SCOPE_SERVICES_DIR ?? '/var/tmp/knex-scope-services',
+  'locks',
+);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes the service's lock (a directory, created atomically), waiting synchronously while another
+ * process holds it, for up to 10 minutes; a lock whose holder died is taken over. Returns the
+ * release.
+ */
+function lockService(name: ServiceName): () => void {
+  const dir = join(lockRoot, name);
+  mkdirSync(lockRoot, { recursive: true });
+  const deadline = Date.now() + 600_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'pid'), String(process.pid));
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      let holder = Number.NaN;
+      try {
+        holder = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+      } catch {}
+      if (Number.isInteger(holder) && !alive(holder)) rmSync(dir, { recursive: true, force: true });
+      else if (Date.now() > deadline) {
+        throw new Error(`The ${name} service stayed locked by process ${holder} for 10 minutes`);
+      } else Atomics.wait(pause, 0, 0, 200);
+    }
+  }
+  let held = true;
+  return () => {
+    if (held) rmSync(dir, { recursive: true, force: true });
+    held = false;
+  };
 }

@@ -325,7 +325,8 @@ describeIfServer('real PostgreSQL errors (pg through knex)', () => {
 
   describe('errors that are neither', () => {
     it('a pool acquire timeout rejects with KnexTimeoutError', async () => {
-      const db = open({ acquireConnectionTimeout: 100 }, { max: 1 });
+      // Long enough for the first connection on a busy machine, short enough to wait out.
+      const db = open({ acquireConnectionTimeout: 1_000 }, { max: 1 });
       const trx = await begin(db);
 
       const error = await rejection(db.raw('select 1'));

@@ -2,6 +2,7 @@
 // db_connection fixture (schema built once per run, dropped at the end), grown into one database
 // per jest worker. upstream: test/test_pytest_fixtures.py where noted.
 import { spawnSync } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { InvalidConfigError, isKnexScopeError, TestDatabaseError } from '../../lib';
 import { createGlobalSetup, createGlobalTeardown } from '../../lib/jest';
@@ -16,6 +17,10 @@ import {
 import { readTestRun, type TestRun, testEnvKey } from '../../lib/testing/test-env';
 import { createTestRunName, hostTag, parseTestRunName } from '../../lib/testing/test-run-name';
 import { availableTargets, type Target, uniqueName, withKnex } from './support';
+
+// Each test creates and drops several databases: about 0.5 s apiece on PostgreSQL, several times
+// that while the machine is busy.
+jest.setTimeout(30_000);
 
 const fixtures = join(__dirname, 'fixtures');
 const migrations = join(fixtures, 'migrations');
@@ -159,6 +164,42 @@ describe.each(availableTargets())('the global setup on $name', ({ name, open }) 
     await createGlobalTeardown({ namespace })();
     expect(ofRun(await target.databases(), run)).toEqual([]);
   });
+
+  it('publishes every database it creates and drops on knex-scope:test-database', async () => {
+    let events: unknown[] = [];
+    const record = (event: unknown) => events.push(event);
+    diagnostics.subscribe('knex-scope:test-database', record);
+    try {
+      await createGlobalSetup({ url: target.url, namespace, workers: 1, migrations })();
+      const run = runOf(namespace);
+      await asWorker(2, () => ensureTestDatabase({ namespace }));
+      await createGlobalTeardown({ namespace })();
+      const engine = name === 'mariadb' ? 'mysql' : name;
+      // Leftovers of crashed runs may be dropped first (see the next test): only this run's.
+      events = events.filter((event) => (event as { name: string }).name.startsWith(run.name));
+      expect(events.slice(0, 3)).toEqual([
+        { action: 'created', role: 'template', name: run.name, engine },
+        { action: 'created', role: 'worker', name: `${run.name}_w1`, worker: 1, engine },
+        { action: 'created', role: 'worker', name: `${run.name}_w2`, worker: 2, engine },
+      ]);
+      expect(events.slice(3, 5)).toEqual(
+        expect.arrayContaining(
+          [`${run.name}_w1`, `${run.name}_w2`].map((worker) => ({
+            action: 'dropped',
+            role: 'worker',
+            name: worker,
+            engine,
+          })),
+        ),
+      );
+      expect(events.slice(5)).toEqual([
+        { action: 'dropped', role: 'template', name: run.name, engine },
+      ]);
+    } finally {
+      diagnostics.unsubscribe('knex-scope:test-database', record);
+    }
+    // Three databases made and dropped: over the 5 s default when the server is busy.
+  }, 30_000);
 
   it("removes a dead process's leftovers, never a live run's, another machine's or a foreign database", async () => {
     const child = spawnSync(process.execPath, ['-e', '']);

@@ -64,7 +64,7 @@ describe('the data path', () => {
     expect((await client.receive(payload.length)).equals(payload)).toBe(true);
     client.socket.destroy();
     await proxy.remove();
-  });
+  }, 30_000); // 4 MB each way: seconds on a busy machine
 
   it('accepts then closes the client when the upstream refuses (EOF, not ECONNREFUSED)', async () => {
     const proxy = await proxyTo(`127.0.0.1:${await unusedPort()}`);

@@ -1,3 +1,4 @@
+import diagnostics from 'node:diagnostics_channel';
 import { Pool } from 'pg';
 import { createToxiproxyController } from '../../lib/testing/toxiproxy-controller';
 import { startToxiproxyServer, type ToxiproxyServer } from '../../lib/toxiproxy';
@@ -84,6 +85,44 @@ describe('createToxiproxyController', () => {
     const { port } = await toxiproxy.ensureProxy({ upstream: echo.address });
     expect(await echoes(port)).toBe(true);
     await toxiproxy.removeProxy();
+  });
+
+  it('the fault proxy publishes each change once it applied it, on knex-scope:fault-proxy', async () => {
+    const events: unknown[] = [];
+    const record = (event: unknown) => events.push(event);
+    diagnostics.subscribe('knex-scope:fault-proxy', record);
+    const toxiproxy = controller();
+    try {
+      const { port } = await toxiproxy.ensureProxy({ upstream: echo.address });
+      await toxiproxy.disconnect();
+      await toxiproxy.addToxic({ name: 'slow', type: 'latency', attributes: { latency: 5 } });
+      await toxiproxy.removeToxic('slow');
+      await toxiproxy.removeProxy();
+      const proxy = {
+        proxy: toxiproxy.proxyName,
+        listen: `127.0.0.1:${port}`,
+        upstream: echo.address,
+      };
+      const toxic = { name: 'slow', type: 'latency', stream: 'downstream', toxicity: 1 };
+      expect(events).toEqual([
+        { action: 'proxy-created', enabled: true, ...proxy },
+        { action: 'proxy-updated', enabled: false, ...proxy },
+        { action: 'proxy-updated', enabled: true, ...proxy },
+        {
+          action: 'toxic-added',
+          proxy: toxiproxy.proxyName,
+          toxic: { ...toxic, attributes: { latency: 5, jitter: 0 } },
+        },
+        {
+          action: 'toxic-removed',
+          proxy: toxiproxy.proxyName,
+          toxic: { ...toxic, attributes: { latency: 5, jitter: 0 } },
+        },
+        { action: 'proxy-removed', proxy: toxiproxy.proxyName },
+      ]);
+    } finally {
+      diagnostics.unsubscribe('knex-scope:fault-proxy', record);
+    }
   });
 
   it('disable refuses connections; enable brings the same port back', async () => {

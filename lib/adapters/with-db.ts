@@ -4,6 +4,7 @@ import { createScopeCore } from '../core/create-scope-core';
 import type { DbOptions } from '../core/normalize-db-options';
 import type { Scope } from '../core/scope';
 import { contextFree } from '../core/scope-storage';
+import { describeRequest } from './describe-request';
 import { requestSlot } from './express/request-slot';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
 import { type Wrap, wrapHandler } from './wrap/wrap-handler';
@@ -65,6 +66,7 @@ export function withDb(config: DbConfig, options?: DbOptions): Db {
     destroy,
   });
   core.owner = db;
+  core.describe = describeRequest;
   if (!core.context) contextFree.add(db);
   return db;
 }

@@ -4,6 +4,7 @@ import { createScopeCore } from '../core/create-scope-core';
 import type { DbOptions } from '../core/normalize-db-options';
 import { scopeControl } from '../core/scope';
 import { contextFree } from '../core/scope-storage';
+import { describeRequest } from './describe-request';
 import { requestSlot } from './express/request-slot';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
 import { type Wrap, wrapHandler } from './wrap/wrap-handler';
@@ -53,6 +54,8 @@ export function withLegacySession(config: DbConfig, options?: LegacySessionOptio
     destroy,
   });
   core.owner = legacy;
+  core.describe = describeRequest;
+  core.eager = true;
   if (!core.context) contextFree.add(legacy);
   return legacy;
 }

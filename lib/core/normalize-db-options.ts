@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { InvalidConfigError } from './errors';
+import { warnForgotten } from './warn-forgotten';
 
 /** Options of `withDb` (nameko's `session_options`, plus where the scope goes on the request). */
 export interface DbOptions {
@@ -40,7 +42,25 @@ export interface DbOptions {
    * @default false
    */
   readonly currentDb?: boolean;
+  /**
+   * `'on-success'`: when the handler finished without an error and with a status below 400, the
+   * lazy session (or `withLegacySession`'s eager one) is committed before the response is sent;
+   * otherwise it is rolled back (Django's `ATOMIC_REQUESTS`). `'explicit'`: nothing is committed
+   * unless you commit it. Explicit sessions (`scope.getSession()`) stay yours either way.
+   * @default 'explicit'
+   */
+  readonly commit?: CommitMode;
+  /**
+   * Told of every session rolled back because its scope ended while it was still open: a
+   * function, `'warn'` (a process warning the first time each route loses uncommitted writes in
+   * each kind of session), or `false`.
+   * @default 'warn' unless NODE_ENV is 'production', then false
+   */
+  readonly onForgotten?: ((report: ForgottenSession) => void) | 'warn' | false;
 }
+
+/** When a scope's lazy (or eager) session is committed: see `DbOptions.commit`. */
+export type CommitMode = 'explicit' | 'on-success';
 
 /** DbOptions after validation and defaults. */
 export interface NormalizedDbOptions {
@@ -50,6 +70,8 @@ export interface NormalizedDbOptions {
   readonly property: string;
   readonly currentDb: boolean;
   readonly maxSessionsPerScope: number;
+  readonly commit: CommitMode;
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
 }
 
 const isolationLevels: readonly string[] = [
@@ -66,7 +88,7 @@ const isolationLevels: readonly string[] = [
  *
  * @example
  * normalizeDbOptions({ transaction: { isolationLevel: 'serializable' } }, 'db');
- * // { transaction: { isolationLevel: 'serializable' }, property: 'db' }
+ * // { transaction: { isolationLevel: 'serializable' }, property: 'db', …, commit: 'explicit' }
  */
 export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
   if (options === undefined) {
@@ -76,6 +98,8 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
       property: defaultProperty,
       currentDb: false,
       maxSessionsPerScope: Number.POSITIVE_INFINITY,
+      commit: 'explicit',
+      onForgotten: normalizeOnForgotten(undefined),
     };
   }
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -86,12 +110,14 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     property = defaultProperty,
     currentDb = false,
     maxSessionsPerScope = Number.POSITIVE_INFINITY,
+    commit = 'explicit',
+    onForgotten,
     ...rest
   } = options as DbOptions;
   const unknown = Object.keys(rest);
   if (unknown.length > 0) {
     throw new InvalidConfigError(
-      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb" and "maxSessionsPerScope".`,
+      `Unknown option ${unknown.map((key) => `"${key}"`).join(', ')}; the options are "transaction", "property", "currentDb", "maxSessionsPerScope", "commit" and "onForgotten".`,
     );
   }
   if (
@@ -102,6 +128,11 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
   }
   if (typeof currentDb !== 'boolean') {
     throw new InvalidConfigError('"currentDb" must be a boolean.');
+  }
+  if (commit !== 'explicit' && commit !== 'on-success') {
+    throw new InvalidConfigError(
+      `"commit" must be "explicit" or "on-success", got ${typeof commit === 'string' ? `"${commit}"` : typeof commit}.`,
+    );
   }
   if (typeof property !== 'string' || property === '') {
     throw new InvalidConfigError('"property" must be a non-empty string.');
@@ -117,6 +148,8 @@ export function normalizeDbOptions(options: unknown, defaultProperty: string): N
     property,
     currentDb,
     maxSessionsPerScope,
+    commit,
+    onForgotten: normalizeOnForgotten(onForgotten),
   };
 }
 
@@ -143,6 +176,14 @@ function normalizeSettings(transaction: DbOptions['transaction']): NormalizedDbO
     return [name, String(value)];
   });
   return pairs.length === 0 ? undefined : pairs;
+}
+
+function normalizeOnForgotten(value: unknown): NormalizedDbOptions['onForgotten'] {
+  if (value === undefined) value = process.env.NODE_ENV === 'production' ? false : 'warn';
+  if (value === false) return undefined;
+  if (value === 'warn') return warnForgotten();
+  if (typeof value === 'function') return value as (report: ForgottenSession) => void;
+  throw new InvalidConfigError('"onForgotten" must be a function, "warn" or false.');
 }
 
 function normalizeTransaction(transaction: unknown): Readonly<Knex.TransactionConfig> | undefined {

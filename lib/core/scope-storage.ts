@@ -8,7 +8,7 @@ import type { Scope } from './scope';
  * @example
  * scopeStorage.run(scope, next);
  */
-export const scopeStorage = new AsyncLocalStorage<Scope>();
+export const scopeStorage = new AsyncLocalStorage<Scope | undefined>();
 
 /**
  * The `withDb` / `withLegacySession` results created without the `currentDb` option: their scopes

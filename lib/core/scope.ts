@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
+import type { ForgottenSession } from '../observability/forgotten-channel';
 import { ScopeClosedError, SessionLimitError } from './errors';
+import { type DescribeRequest, forgottenReported, reportForgotten } from './forgotten-sessions';
 import { Session, type SessionKind } from './session';
+import { refuseSession } from './session-trace';
 
 /** What every scope of one `withDb(...)` shares. */
 export interface ScopeCore {
@@ -16,8 +19,16 @@ export interface ScopeCore {
   readonly maxSessions: number;
   /** Run every scope in `scopeStorage`, so that `currentDb()` finds it (the `currentDb` option). */
   readonly context: boolean;
+  /** `commit: 'on-success'`: a scope closed as succeeded commits its lazy (or eager) session. */
+  readonly commitOnSuccess: boolean;
   /** The `db` the scopes belong to, so `currentDb(db)` can find its own. */
   owner: object | undefined;
+  /** Told of every session rolled back because its scope ended while it was open (`onForgotten`). */
+  readonly onForgotten: ((report: ForgottenSession) => void) | undefined;
+  /** Set by the adapter: the method and route of a scope's host, for forgotten-session reports. */
+  describe?: DescribeRequest | undefined;
+  /** Set by `withLegacySession`: its `scope.session` is the eager session. */
+  eager?: boolean | undefined;
 }
 
 /**
@@ -31,8 +42,14 @@ export type Watch<Host> = (scope: Scope, host: Host) => void;
 /** How a scope's life is controlled by the adapters. Internal to knex-scope. */
 export interface ScopeControl {
   open<Host>(core: ScopeCore, outer: Scope | undefined, watch?: Watch<Host>, host?: Host): Scope;
-  /** Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it held none. */
-  close(scope: Scope, aborted: boolean): Promise<void> | undefined;
+  /**
+   * Ends the scope; resolves once its sessions are rolled back, or returns undefined at once if it
+   * held none. `succeeded`: the handler finished without an error and with a status below 400; with
+   * `commit: 'on-success'` the lazy (or eager) session is then committed instead, and the promise
+   * rejects with the COMMIT error if that failed (after every other session was rolled back). Only
+   * the first call can reject; later ones wait for the same teardown.
+   */
+  close(scope: Scope, aborted: boolean, succeeded?: boolean): Promise<void> | undefined;
   outer(scope: Scope): Scope | undefined;
   owner(scope: Scope): object | undefined;
   /** Sets what re-opens an eager (legacy) session after `retryTransaction` rolled `stale` back. */
@@ -89,7 +106,7 @@ export class Scope {
     scopeControl = {
       open: (core, outer, watch, host) =>
         new Scope(core, outer, watch as Watch<unknown> | undefined, host),
-      close: (scope, aborted) => scope.#close(aborted),
+      close: (scope, aborted, succeeded = false) => scope.#close(aborted, succeeded),
       outer: (scope) => scope.#outer,
       owner: (scope) => scope.#core.owner,
       setReopen: (scope, reopen) => {
@@ -113,7 +130,7 @@ export class Scope {
     const lazy = this.#lazy;
     if (lazy?.live) return lazy.ready;
     try {
-      this.#lazy = this.#start('lazy');
+      this.#lazy = this.#start(this.#core.eager === true ? 'eager' : 'lazy');
     } catch (error) {
       return Promise.reject(error);
     }
@@ -198,9 +215,8 @@ export class Scope {
     const watch = this.#watch;
     if (watch === undefined) return;
     this.#watch = undefined;
-    const host = this.#host;
-    this.#host = undefined;
-    watch(this, host);
+    // The host stays until the scope ends, for a forgotten-session report.
+    watch(this, this.#host);
   }
 
   #start(kind: SessionKind): Session {
@@ -209,9 +225,18 @@ export class Scope {
     this.#open ??= new Set();
     const open = this.#open;
     if (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex)) {
-      throw this.#limitError(open);
+      throw refuseSession(kind, this.knex, this.#limitError(open));
     }
-    const session = new Session(++this.#count, kind, this.#core.begin, this.knex, this, open);
+    const counted = forgottenReported(this.#core.onForgotten);
+    const session = new Session(
+      ++this.#count,
+      kind,
+      this.#core.begin,
+      this.knex,
+      this,
+      open,
+      counted,
+    );
     open.add(session);
     return session;
   }
@@ -232,17 +257,43 @@ export class Scope {
     );
   }
 
-  #close(aborted: boolean): Promise<void> | undefined {
+  #close(aborted: boolean, succeeded: boolean): Promise<void> | undefined {
     if (this.#ended) return this.#closing;
     this.#ended = true;
     this.#watch = undefined;
+    const host = this.#host;
     this.#host = undefined;
     this.#aborted = aborted;
     this.#abort?.abort(this.#endedError());
     const open = this.#open;
     if (open === undefined || open.size === 0) return undefined;
-    this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(() => {});
-    return this.#closing;
+    const lazy = succeeded && !aborted && this.#core.commitOnSuccess ? this.#lazy : undefined;
+    const committing = lazy !== undefined && open.has(lazy) ? lazy : undefined;
+    const { onForgotten, describe } = this.#core;
+    if (forgottenReported(onForgotten)) {
+      const forgotten =
+        committing === undefined ? open : Array.from(open).filter((s) => s !== committing);
+      reportForgotten(forgotten, onForgotten, describe, host, aborted);
+    }
+    if (committing === undefined) {
+      this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(noop);
+      return this.#closing;
+    }
+    // The COMMIT's error is kept until every other session is rolled back, so that the error
+    // response an adapter makes of it never goes out while this scope still holds a connection.
+    let failure: { error: unknown } | undefined;
+    const ending = Array.from(open, (session) =>
+      session === committing
+        ? session.commitAtEnd().catch((error: unknown) => {
+            failure = { error };
+          })
+        : session.discard(),
+    );
+    const closing = Promise.all(ending).then(() => {
+      if (failure !== undefined) throw failure.error;
+    });
+    this.#closing = closing.catch(noop);
+    return closing;
   }
 
   #endedError(): ScopeClosedError {
@@ -254,6 +305,8 @@ export class Scope {
     );
   }
 }
+
+function noop(): void {}
 
 function poolMax(knex: Knex): number {
   const max = (knex.client as { pool?: { max?: unknown } }).pool?.max;

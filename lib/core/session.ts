@@ -1,11 +1,20 @@
 import type { Knex } from 'knex';
+import type { SessionKind } from '../observability/session-channel';
 import { isConnectionError } from '../retry/is-connection-error';
 import { commitTracking } from './commit-tracking';
 import { type DriverConnection, isClosed, refusedBeforeSending } from './connection-state';
 import { ScopeClosedError, SessionClosedError } from './errors';
+import {
+  beginTraced,
+  resolveCommit,
+  type SessionTrace,
+  settleSession,
+  traceClient,
+  traceSession,
+} from './session-trace';
 
 /** How a session was asked for; it names the session in error messages. */
-export type SessionKind = 'lazy' | 'explicit' | 'callback' | 'eager';
+export type { SessionKind };
 
 type State =
   | 'opening'
@@ -83,7 +92,9 @@ export class Session {
   readonly #knex: Knex;
   readonly #owner: object;
   #commitUndelivered = false;
+  readonly #trace: SessionTrace | undefined;
 
+  /** `counted`: count its statements even when nobody traces sessions (forgotten sessions are reported). */
   constructor(
     id: number,
     kind: SessionKind,
@@ -91,16 +102,19 @@ export class Session {
     knex: Knex,
     owner: object,
     open: Set<Session>,
+    counted = false,
   ) {
     this.id = id;
     this.kind = kind;
     this.#knex = knex;
     this.#owner = owner;
     this.#open = open;
-    this.ready = begin().then(
+    const trace = traceSession(kind, knex, counted);
+    this.#trace = trace;
+    this.ready = (trace === undefined ? begin() : beginTraced(trace, begin)).then(
       (trx) => (trx.isCompleted() ? this.#beginFailed(trx) : this.#attach(trx)),
       (error: unknown) => {
-        this.#finish('failed');
+        this.#finish('failed', error);
         throw error;
       },
     );
@@ -121,6 +135,11 @@ export class Session {
     return this.#state === 'committed';
   }
 
+  /** What the session ran, while someone listens (see `traceSession`). */
+  get trace(): SessionTrace | undefined {
+    return this.#trace;
+  }
+
   /** Rolls back if still open (waiting for an opening or a COMMIT in flight first). Never rejects. */
   async rollback(): Promise<void> {
     const trx = await this.ready.catch(noop);
@@ -134,6 +153,21 @@ export class Session {
     return this.rollback();
   }
 
+  /**
+   * The scope ended after a handler that succeeded, with `commit: 'on-success'`: commits if still
+   * open (waiting for an opening or a COMMIT in flight first), and from now on refuses every use
+   * with ScopeClosedError. Rejects with the COMMIT error, after the ROLLBACK that follows it.
+   */
+  async commitAtEnd(): Promise<void> {
+    const trx = await this.ready.catch(noop);
+    if (this.#pending !== undefined) await this.#pending;
+    try {
+      if (trx !== undefined && this.#state === 'open') await trx.commit();
+    } finally {
+      this.#scopeEnded = true;
+    }
+  }
+
   /** Commits unless the caller already committed or rolled back (used by the callback form). */
   async finish(trx: Knex.Transaction): Promise<void> {
     if (this.#state === 'committed' || this.#state === 'rolled back') return;
@@ -143,8 +177,8 @@ export class Session {
   // knex resolves knex.transaction() even when BEGIN fails (a pooled connection whose backend
   // died while idle): the transaction comes already complete, the error only in executionPromise.
   async #beginFailed(trx: Knex.Transaction): Promise<never> {
-    this.#finish('failed');
     const error = await trx.executionPromise.then(noop, (reason: unknown) => reason);
+    this.#finish('failed', error);
     if (isConnectionError(error)) {
       // The server answered BEGIN with its farewell (PostgreSQL 57P01) but the driver does not
       // know yet that the socket is closing: keep the pool from handing the connection out again.
@@ -160,6 +194,7 @@ export class Session {
     const commit = trx.commit;
     const rollback = trx.rollback;
     const client = trx.client as unknown as TxClient;
+    if (this.#trace !== undefined) traceClient(client as never, this.#trace);
     const query = client.query;
     // knex's transaction client refuses queries once the transaction is marked complete, which it
     // is as soon as COMMIT is sent; the prototype's query still reaches the connection.
@@ -256,9 +291,9 @@ export class Session {
         applied =
           tracker !== undefined &&
           !this.#commitUndelivered &&
-          (await tracker.commitFailed(trx, error, this.#knex));
+          (await resolveCommit(this.#trace, error, tracker.commitFailed(trx, error, this.#knex)));
       } finally {
-        if (!applied) this.#finish('failed');
+        if (!applied) this.#finish('failed', error);
       }
       if (!applied) throw error;
     }
@@ -266,13 +301,26 @@ export class Session {
     tracker?.committed(trx);
   }
 
-  #finish(state: State): void {
+  #finish(state: State, error?: unknown): void {
     this.#state = state;
     this.#open.delete(this);
     // The scope keeps its lazy session until the next one, and an Express scope lives as long as
     // its response: without this, knex's ~60 KB transaction graph lived as long too, and more of it
     // survived garbage collections (BENCHMARKS.md).
     this.ready = finished;
+    if (this.#trace !== undefined) {
+      settleSession(
+        this.#trace,
+        state === 'committed'
+          ? 'committed'
+          : state === 'failed'
+            ? 'failed'
+            : this.#scopeEnded
+              ? 'rolled back at scope end'
+              : 'rolled back',
+        error,
+      );
+    }
   }
 
   #closedError(): Error {

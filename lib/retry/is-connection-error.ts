@@ -54,17 +54,36 @@ const mysqlConnectionErrnos = new Set([
 ]);
 
 /**
- * MariaDB Galera's answer from a node that is not part of the primary component (it lost quorum,
- * was partitioned, or is still joining): "WSREP has not yet prepared node for application use",
- * errno 1047, SQLSTATE 08S01, at any statement from BEGIN to COMMIT. Nothing was applied and
- * another node would take the work, but this connection will keep failing. mysql2 labels 1047
- * with MySQL's name, ER_UNKNOWN_COM_ERROR ("Unknown command", also 08S01: a broken protocol
- * exchange), so the number is matched with the SQLSTATE or the message.
+ * MariaDB Galera's answers from a node that is not part of the primary component (it lost quorum,
+ * was partitioned, or is still joining), observed in __tests__/is-connection-error/
+ * observed-scale-out-errors.md. This connection will keep failing; another node would take the
+ * work:
+ * - "WSREP has not yet prepared node for application use", errno 1047, SQLSTATE 08S01, at any
+ *   statement from BEGIN to COMMIT once the node knows it is alone: the statement was refused
+ *   before it ran, so nothing was applied. mysql2 labels 1047 with MySQL's name,
+ *   ER_UNKNOWN_COM_ERROR ("Unknown command", also 08S01: a broken protocol exchange), so the
+ *   number is matched with the SQLSTATE or the message.
+ * - errno 1180 ER_ERROR_DURING_COMMIT with "… Not connected to Primary Component", at a COMMIT
+ *   that was in flight when the node lost the cluster. Its write set may have reached the nodes
+ *   that went on (seen in __tests__/scale-out/galera.test.ts: the row was there), so the outcome
+ *   is unknown.
  */
 function isGaleraNotReady(errno: unknown, sqlState: unknown, message: unknown): boolean {
+  return isGaleraRefusal(errno, sqlState, message) || isGaleraCutOff(errno, message);
+}
+
+function isGaleraRefusal(errno: unknown, sqlState: unknown, message: unknown): boolean {
   return (
     errno === 1047 &&
     (sqlState === '08S01' || (typeof message === 'string' && message.includes('WSREP')))
+  );
+}
+
+function isGaleraCutOff(errno: unknown, message: unknown): boolean {
+  return (
+    errno === 1180 &&
+    typeof message === 'string' &&
+    message.includes('Not connected to Primary Component')
   );
 }
 
@@ -152,8 +171,10 @@ interface ErrorFields {
  *   is still gone), 57P01, 57P02, 57P03, 57P05, 25P03, 53300, and pg's message-only errors
  *   ("Connection terminated unexpectedly", "… is not queryable", "Query read timeout", …);
  * - mysql2: `fatal: true`, `PROTOCOL_CONNECTION_LOST`, `PROTOCOL_SEQUENCE_TIMEOUT`, and server
- *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169, and Galera's 1047
- *   (SQLSTATE 08S01, "WSREP has not yet prepared node…": a node outside the primary component).
+ *   errors 1040, 1053, 1158–1161, 1203, 1927 (MariaDB KILL), 2006, 2013, 3169, and Galera's
+ *   answers from a node outside the primary component: 1047 (SQLSTATE 08S01, "WSREP has not yet
+ *   prepared node…": refused, nothing applied) and, at COMMIT, 1180 "… Not connected to Primary
+ *   Component" (cut off while replicating: the outcome is unknown).
  *
  * Never true for SQLite (in-process, there is no connection to lose), for knex's
  * `KnexTimeoutError` (pool exhausted or query `.timeout()`: waiting longer adds load) and
@@ -230,16 +251,16 @@ function isSaturation({ code, message }: ErrorFields): boolean {
 }
 
 /**
- * Tells whether the server refused `error`'s statement without applying anything, in a way that
- * leaves this connection unusable for the work (a Galera node outside the primary component,
- * errno 1047). At COMMIT this is a known outcome, rolled back, not an unknown one. Internal to
- * knex-scope.
+ * Tells whether the server refused `error`'s statement before running it, in a way that leaves
+ * this connection unusable for the work: a Galera node outside the primary component answering
+ * 1047. At COMMIT this is a known outcome, not applied, rather than an unknown one (unlike 1180,
+ * a COMMIT cut off while it replicated). Internal to knex-scope.
  *
  * @example
  * if (refusedByServer(commitError)) return false; // not applied: retry on another connection
  */
 export function refusedByServer(error: unknown): boolean {
-  return someInChain(error, (node) => isGaleraNotReady(node.errno, node.sqlState, node.message));
+  return someInChain(error, (node) => isGaleraRefusal(node.errno, node.sqlState, node.message));
 }
 
 /**

@@ -3,6 +3,13 @@ import { isKnexScopeError, UnsafeRetryError } from '../core/errors';
 import { Scope, scopeControl } from '../core/scope';
 import { scopeStorage } from '../core/scope-storage';
 import { sessionOwner } from '../core/session';
+import {
+  type AttemptTrace,
+  cancelAttempt,
+  decide,
+  runAttempt,
+  traceAttempt,
+} from './attempt-trace';
 import { AttemptTracker } from './attempt-tracker';
 import { backoffDelay } from './backoff-delay';
 import {
@@ -106,6 +113,7 @@ async function run(
   const ambient = scopeStorage.getStore(); // undefined unless the scope's db has currentDb: true
   const { onRetry } = options;
   let reopen: Promise<void> | undefined;
+  let trace: AttemptTrace | undefined;
   calls = (calls + 1) % Number.MAX_SAFE_INTEGER;
   const call = calls.toString(36);
   for (let attempt = 1; ; attempt++) {
@@ -117,11 +125,15 @@ async function run(
     );
     let error: unknown;
     attemptsInFlight++;
+    trace = traceAttempt(attempt, fn, trace);
     try {
-      return await commitTracking.run(tracker, async () => {
+      const attemptFn = async () => {
         if (reopen !== undefined) await reopen;
         return fn.apply(self, args);
-      });
+      };
+      return await (trace === undefined
+        ? commitTracking.run(tracker, attemptFn)
+        : runAttempt(trace, () => commitTracking.run(tracker, attemptFn)));
     } catch (caught) {
       error = caught;
     } finally {
@@ -131,7 +143,7 @@ async function run(
     }
     reopen = undefined;
     const report = (decision: RetryDecision, delay = 0) =>
-      onRetry?.({ decision, error, attempt, delay });
+      decide(trace, onRetry, { decision, error, attempt, delay });
 
     if (isKnexScopeError(error) && error.code === 'ERR_COMMIT_OUTCOME_UNKNOWN') {
       report('outcome-unknown');
@@ -168,7 +180,12 @@ async function run(
     // was cut: end it before the retry runs beside it.
     await Promise.all([options.sleep(delay, signal), tracker.endLostSessions(signal)]);
     if (signal?.aborted) {
-      onRetry?.({ decision: 'aborted', error, attempt, delay: 0 });
+      decide(cancelAttempt(attempt + 1, fn, trace), onRetry, {
+        decision: 'aborted',
+        error,
+        attempt,
+        delay: 0,
+      });
       throw error;
     }
   }

@@ -1,3 +1,4 @@
+export type { TestDatabaseEvent } from '../observability/test-database-channel';
 export type { SchemaFunction, TestSchemaOptions } from './build-test-schema';
 export { dbEngineOptions, useDbEngineOptions } from './db-engine-options';
 export { type DeleteAllRowsOptions, deleteAllRows } from './delete-all-rows';

@@ -1,4 +1,5 @@
 import { isProcessAlive } from './is-process-alive';
+import { published } from './published';
 import type { TestDatabaseServer } from './test-database-server';
 import { hostTag, parseTestRunName } from './test-run-name';
 
@@ -21,6 +22,9 @@ export async function removeTestLeftovers(
   });
   // Worker databases first, so a half-removed run still shows its template next time.
   dead.sort((a, b) => b.length - a.length);
-  for (const name of dead) await server.drop(name);
+  for (const name of dead) {
+    await server.drop(name);
+    published(server, { action: 'leftover-dropped', role: 'leftover', name });
+  }
   return dead;
 }

@@ -1,6 +1,7 @@
 import { knex as createKnex, type Knex } from 'knex';
 import { parseDatabaseUrl } from '../core/parse-database-url';
 import { buildTestSchema, type TestSchemaOptions } from './build-test-schema';
+import { published } from './published';
 import type { TestDatabaseServer } from './test-database-server';
 import type { TestRun } from './test-env';
 import { createTestRunName, workerDatabaseName } from './test-run-name';
@@ -46,6 +47,7 @@ export async function createTestRun(
   };
   try {
     await server.create(name);
+    published(server, { action: 'created', role: 'template', name });
     await buildInto(server, name, options);
     for (let id = 1; id <= options.workers; id++) {
       await provisionWorkerDatabase(server, run, id, options);
@@ -71,9 +73,13 @@ export async function provisionWorkerDatabase(
 ): Promise<string> {
   const name = workerDatabaseName(run.name, id);
   if (options.mysqlCopy !== 'schema' || server.kind !== 'mysql') {
-    if (await server.copy(run.name, name)) return name;
+    if (await server.copy(run.name, name)) {
+      published(server, { action: 'created', role: 'worker', name, worker: id });
+      return name;
+    }
   }
   await server.create(name);
+  published(server, { action: 'created', role: 'worker', name, worker: id });
   await buildInto(server, name, options);
   return name;
 }
@@ -88,8 +94,12 @@ export async function provisionWorkerDatabase(
 export async function dropTestRun(server: TestDatabaseServer, run: TestRun): Promise<void> {
   const workerName = new RegExp(`^${run.name}_w\\d+$`);
   const names = (await server.list()).filter((name) => workerName.test(name));
-  for (const name of names) await server.drop(name);
+  for (const name of names) {
+    await server.drop(name);
+    published(server, { action: 'dropped', role: 'worker', name });
+  }
   await server.drop(run.name);
+  published(server, { action: 'dropped', role: 'template', name: run.name });
 }
 
 /**

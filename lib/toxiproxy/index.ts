@@ -1,3 +1,4 @@
+export type { FaultProxyEvent } from '../observability/fault-proxy-channel';
 export type { ToxiproxyCliOptions } from './cli';
 export { parseToxiproxyArgs } from './cli';
 export type { ProxyJson } from './tcp-proxy';

@@ -1,3 +1,4 @@
+import { type FaultProxyEvent, faultProxyChannel } from '../observability/fault-proxy-channel';
 import { resolveListenHost, splitHostPort } from './host-port';
 import {
   type ProxyInput,
@@ -27,6 +28,27 @@ async function sameListen(a: string, b: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+function publishProxy(action: FaultProxyEvent['action'], proxy: TcpProxy): void {
+  const event: FaultProxyEvent = {
+    action,
+    proxy: proxy.name,
+    enabled: proxy.enabled,
+    listen: proxy.listen,
+    upstream: proxy.upstream,
+  };
+  faultProxyChannel.publish(event);
+}
+
+function publishToxic(action: FaultProxyEvent['action'], proxy: string, toxic: Toxic): void {
+  const { name, type, stream, toxicity, attributes } = toxic;
+  const event: FaultProxyEvent = {
+    action,
+    proxy,
+    toxic: { name, type, stream, toxicity, attributes: { ...attributes } },
+  };
+  faultProxyChannel.publish(event);
 }
 
 /**
@@ -125,6 +147,7 @@ export class ProxyCollection {
       }
       if (input.enabled && !proxy.enabled) await proxy.start();
       if (!input.enabled) await proxy.stop();
+      if (faultProxyChannel.hasSubscribers) publishProxy('proxy-updated', proxy);
       return proxy;
     });
   }
@@ -135,6 +158,8 @@ export class ProxyCollection {
       const proxy = this.get(name);
       this.#proxies.delete(name);
       await proxy.stop();
+      if (faultProxyChannel.hasSubscribers)
+        faultProxyChannel.publish({ action: 'proxy-removed', proxy: name });
     });
   }
 
@@ -144,6 +169,7 @@ export class ProxyCollection {
       const proxy = this.get(name);
       const toxic = parseToxic(body, (toxicName) => proxy.findToxic(toxicName) !== undefined);
       proxy.addToxic(toxic);
+      if (faultProxyChannel.hasSubscribers) publishToxic('toxic-added', name, toxic);
       return toxic;
     });
   }
@@ -154,6 +180,7 @@ export class ProxyCollection {
       const toxic = this.getToxic(name, toxicName);
       updateToxic(toxic, body);
       this.get(name).updateToxic(toxic);
+      if (faultProxyChannel.hasSubscribers) publishToxic('toxic-updated', name, toxic);
       return toxic;
     });
   }
@@ -163,6 +190,7 @@ export class ProxyCollection {
     return this.#exclusive(async () => {
       const toxic = this.getToxic(name, toxicName);
       this.get(name).removeToxic(toxic);
+      if (faultProxyChannel.hasSubscribers) publishToxic('toxic-removed', name, toxic);
     });
   }
 
@@ -181,6 +209,8 @@ export class ProxyCollection {
         }
         proxy.removeAllToxics();
       }
+      if (faultProxyChannel.hasSubscribers)
+        faultProxyChannel.publish({ action: 'reset', proxy: undefined });
       if (failure !== undefined) throw failure;
     });
   }
@@ -198,6 +228,7 @@ export class ProxyCollection {
     const proxy = new TcpProxy(input.name, input.listen, input.upstream, this.#random);
     if (input.enabled) await proxy.start();
     this.#proxies.set(input.name, proxy);
+    if (faultProxyChannel.hasSubscribers) publishProxy('proxy-created', proxy);
     return proxy;
   }
 

@@ -239,7 +239,7 @@ launch() { # N [--wsrep-new-cluster]
     return "$EXIT_FAILED"
   fi
   # setsid: the node outlives the shell that started it (CI's job control, a test's child process).
-  setsid "$MARIADBD" --defaults-file="$dir/my.cnf" "$@" </dev/null >>"$dir/stdout.log" 2>&1 &
+  setsid "$MARIADBD" --defaults-file="$dir/my.cnf" "$@" </dev/null >>"$dir/stdout.log" 2>&1 9>&- &
   # mariadbd writes its pid file only once storage engines are up (after a state transfer): until
   # then this one tells that the node is running. mariadbd (as mysql) overwrites it.
   echo $! >"$dir/mariadbd.pid"
@@ -409,6 +409,10 @@ node_arg() {
     ;;
   esac
 }
+
+case ${1:-} in
+start | heal | stop | kill | restart | isolate | reset) lock_service galera ;;
+esac
 
 case ${1:-} in
 start | heal) start ;;

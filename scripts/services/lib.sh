@@ -103,6 +103,18 @@ log_tail() {
   fi
 }
 
+# Serializes the commands that change service NAME (two test files healing Galera at once must
+# not both start node 2). The lock is file descriptor 9: what a locked command starts in the
+# background must not inherit it (`9>&-`), or the lock would live as long as the server.
+lock_service() {
+  mkdir -p "$STATE_DIR"
+  exec 9>"$STATE_DIR/$1.lock"
+  if ! flock -w 600 9; then
+    warn "$1: another command held the lock for 10 minutes"
+    exit "$EXIT_FAILED"
+  fi
+}
+
 # Milliseconds since the epoch, for the timings the scripts print.
 now_ms() { date +%s%3N; }
 elapsed() { printf '%d.%d s' $((($(now_ms) - $1) / 1000)) $((($(now_ms) - $1) % 1000 / 100)); }

@@ -13,10 +13,10 @@
 # shared_buffers=16MB, fsync=off (a test pair: processes are killed, never the machine).
 #
 # `promote` makes the standby a primary (the old primary, if still running, is left alone: stop or
-# kill it first for a real failover). `start` never repairs roles: after a failover, `reset`
-# rebuilds the pair as it was (primary 5434 + standby 5435, empty `test` database) in about a
-# second, by copying a pristine pair made once (template/) instead of re-running initdb and
-# pg_basebackup.
+# kill it first for a real failover). After a failover, `reset` (or `start`, which would otherwise
+# run two primaries) rebuilds the pair as it was (primary 5434 + standby 5435, empty `test`
+# database) in about 2 s, by copying a pristine pair made once (template/) instead of re-running
+# initdb and pg_basebackup.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -87,7 +87,7 @@ build_template() {
   }
   echo "include_if_exists = 'knex-scope.conf'" >>"$TEMPLATE.new/primary/postgresql.conf"
   conf "$TEMPLATE.new/primary" "$PRIMARY_PORT"
-  if ! pg pg_ctl -D "$TEMPLATE.new/primary" -l "$DIR/template.log" -w -t 60 start >/dev/null; then
+  if ! pg pg_ctl -D "$TEMPLATE.new/primary" -l "$DIR/template.log" -w -t 60 start >/dev/null 9>&-; then
     warn "pg-failover: the template primary did not start"
     log_tail "$DIR/template.log"
     return "$EXIT_FAILED"
@@ -123,7 +123,7 @@ start_one() { # primary|standby
     warn "pg-failover: port $port is taken by pid $owner ($(cat "/proc/$owner/comm" 2>/dev/null))"
     return "$EXIT_FAILED"
   fi
-  if ! pg pg_ctl -D "$data" -l "$DIR/$role.log" -w -t 60 start >/dev/null; then
+  if ! pg pg_ctl -D "$data" -l "$DIR/$role.log" -w -t 60 start >/dev/null 9>&-; then
     warn "pg-failover: the $role (127.0.0.1:$port) failed to start"
     log_tail "$DIR/$role.log"
     return "$EXIT_FAILED"
@@ -145,6 +145,13 @@ start() {
   mkdir -p "$RUN"
   chown postgres: "$RUN"
   [ -f "$TEMPLATE/standby/standby.signal" ] || build_template
+  if [ -f "$DIR/standby/PG_VERSION" ] && ! [ -f "$DIR/standby/standby.signal" ]; then
+    # The standby was promoted: starting the old primary too would make two primaries.
+    say "pg-failover: the standby was promoted (a failover); rebuilding the pair"
+    stop_one standby immediate
+    stop_one primary immediate
+    rm -rf "${DIR:?}/primary" "${DIR:?}/standby"
+  fi
   local role
   for role in primary standby; do
     if ! [ -f "$DIR/$role/PG_VERSION" ]; then
@@ -246,6 +253,10 @@ role_arg() {
     ;;
   esac
 }
+
+case ${1:-} in
+start | stop | kill | promote | reset) lock_service pg-failover ;;
+esac
 
 case ${1:-} in
 start)

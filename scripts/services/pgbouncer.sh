@@ -109,7 +109,7 @@ start() {
   local started
   started=$(now_ms)
   # -d daemonizes; -u would drop root, but runuser already starts it as postgres.
-  if ! as_user postgres /usr/sbin/pgbouncer -d -q "$INI" </dev/null >>"$LOG" 2>&1; then
+  if ! as_user postgres /usr/sbin/pgbouncer -d -q "$INI" </dev/null >>"$LOG" 2>&1 9>&-; then
     warn "pgbouncer: failed to start"
     log_tail "$LOG"
     return "$EXIT_FAILED"
@@ -159,6 +159,10 @@ status() {
   say "pgbouncer: down (start: scripts/services/pgbouncer.sh start)"
   return "$EXIT_DOWN"
 }
+
+case ${1:-} in
+start | stop | restart | reload) lock_service pgbouncer ;;
+esac
 
 case ${1:-} in
 start) start ;;

@@ -1,6 +1,7 @@
 import { ServerResponse } from 'node:http';
 import { type Scope, scopeControl } from '../../core/scope';
 import { expressBase, expressLocals } from './express-base';
+import { failResponse } from './fail-response';
 
 const endKey = Symbol('knex-scope.end');
 
@@ -88,12 +89,30 @@ function end(this: ServerResponse): ServerResponse {
   if (pending === undefined) return superEnd.apply(this, args);
   (locals as Locals)[endKey] = undefined;
   listed -= Array.isArray(pending) ? pending.length : 1;
+  // A status below 400 is what tells a handler that succeeded (commit: 'on-success').
+  const succeeded = this.statusCode < 400;
   const closing = Array.isArray(pending)
-    ? Promise.all(pending.map((scope) => scopeControl.close(scope, false)))
-    : scopeControl.close(pending, false);
+    ? closeAll(pending, succeeded)
+    : scopeControl.close(pending, false, succeeded);
   if (closing === undefined) return superEnd.apply(this, args);
-  closing.then(() => {
-    if (!this.writableEnded) superEnd.apply(this, args);
-  });
+  closing.then(
+    () => {
+      if (!this.writableEnded) superEnd.apply(this, args);
+    },
+    (error: unknown) => failResponse(this, error),
+  );
   return this;
+}
+
+// Every scope ends before the first COMMIT error, if any, is rethrown.
+async function closeAll(scopes: Scope[], succeeded: boolean): Promise<void> {
+  let failure: { error: unknown } | undefined;
+  await Promise.all(
+    scopes.map((scope) =>
+      scopeControl.close(scope, false, succeeded)?.catch((error: unknown) => {
+        failure ??= { error };
+      }),
+    ),
+  );
+  if (failure !== undefined) throw failure.error;
 }

@@ -6,6 +6,7 @@ import { scopeStorage } from '../../core/scope-storage';
 import type { Attach } from '../attach';
 import { endWithResponse, forgetEnd } from './end-with-response';
 import { readProperty } from './express-base';
+import { failResponse } from './fail-response';
 import { Deferred } from './request-slot';
 
 declare global {
@@ -115,11 +116,14 @@ function wrapEnd(res: ServerResponse, scope: Scope): void {
   res.end = function (this: ServerResponse, ...args: unknown[]) {
     if (ownEnd) res.end = end;
     else delete (res as Partial<ServerResponse>).end;
-    const closing = scopeControl.close(scope, false);
+    const closing = scopeControl.close(scope, false, this.statusCode < 400);
     if (closing === undefined) return end.apply(this, args as Parameters<typeof end>);
-    closing.then(() => {
-      if (!this.writableEnded) end.apply(this, args as Parameters<typeof end>);
-    });
+    closing.then(
+      () => {
+        if (!this.writableEnded) end.apply(this, args as Parameters<typeof end>);
+      },
+      (error: unknown) => failResponse(this, error),
+    );
     return this;
   } as typeof end;
 }

@@ -13,7 +13,9 @@ export type KoaHandler = (ctx: KoaContextLike, next: () => Promise<unknown>) => 
 
 /**
  * The Koa adapter: one scope per request, torn down after `await next()` settles and so before
- * Koa writes the response, or at once when the client disconnects first.
+ * Koa writes the response, or at once when the client disconnects first. With `commit:
+ * 'on-success'`, a `next()` that resolved with a status below 400 commits the lazy (or eager)
+ * session there.
  *
  * @example
  * const slot = requestSlot('db');
@@ -23,13 +25,16 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
   const { context } = core;
   return async function knexScope(ctx, next) {
     const outer = context ? scopeStorage.getStore() : undefined;
-    const scope = scopeControl.open(core, outer, watchClose, ctx.res);
+    const scope = scopeControl.open(core, outer, watchClose, ctx);
+    let succeeded = false;
     try {
       const ready = attach(ctx, scope, undefined);
       if (ready !== undefined) await ready;
       await (context ? scopeStorage.run(scope, next) : next());
+      succeeded = ctx.res.statusCode < 400;
     } finally {
-      const closing = scopeControl.close(scope, false);
+      // With commit: 'on-success', a failed COMMIT is thrown from here: Koa answers it with 500.
+      const closing = scopeControl.close(scope, false, succeeded);
       if (closing !== undefined) await closing;
     }
   };
@@ -40,9 +45,10 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
  * ends it after `next()` otherwise).
  *
  * @example
- * scopeControl.open(core, undefined, watchClose, ctx.res);
+ * scopeControl.open(core, undefined, watchClose, ctx);
  */
-export function watchClose(scope: Scope, res: ServerResponse): void {
+export function watchClose(scope: Scope, ctx: KoaContextLike): void {
+  const res = ctx.res;
   if (res.destroyed) {
     scopeControl.close(scope, !res.writableEnded);
     return;

@@ -9,7 +9,8 @@ export type Wrap<Value> = <This, A extends unknown[], R>(
 /**
  * Builds `db.wrap` for a scope core: every call of the wrapped function runs in a scope of its
  * own, which ends, rolling back whatever is still open, when the handler's promise settles and
- * before the wrapped function's promise does.
+ * before the wrapped function's promise does. With `commit: 'on-success'`, a handler that resolved
+ * has its lazy (or eager) session committed first, and a failed COMMIT rejects the call.
  *
  * @example
  * const wrap = wrapHandler(core, (scope) => scope);
@@ -23,10 +24,14 @@ export function wrapHandler<Value>(
     function wrapped(this: This, ...args: A): Promise<Awaited<R>> {
       const scope = scopeControl.open(core, core.context ? scopeStorage.getStore() : undefined);
       const run = async (): Promise<Awaited<R>> => {
+        let succeeded = false;
         try {
-          return await handler.call(this, await prepare(scope), ...args);
+          const result = await handler.call(this, await prepare(scope), ...args);
+          succeeded = true;
+          return result;
         } finally {
-          const closing = scopeControl.close(scope, false);
+          // With commit: 'on-success', a failed COMMIT rejects in place of the handler's result.
+          const closing = scopeControl.close(scope, false, succeeded);
           if (closing !== undefined) await closing;
         }
       };

@@ -11,8 +11,8 @@ import {
   retryTransaction,
   type Scope,
   withDb,
-} from '../lib';
-import { describeService } from './helpers/services';
+} from '../../lib';
+import { describeService } from '../helpers/services';
 
 jest.setTimeout(60_000);
 

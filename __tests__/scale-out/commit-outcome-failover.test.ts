@@ -15,8 +15,8 @@ import {
   retryTransaction,
   type Scope,
   withDb,
-} from '../lib';
-import { describeService, type PgFailoverService } from './helpers/services';
+} from '../../lib';
+import { describeService, type PgFailoverService } from '../helpers/services';
 
 jest.setTimeout(120_000);
 
