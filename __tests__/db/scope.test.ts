@@ -349,6 +349,38 @@ describe('scope.getSession(callback)', () => {
 
 const deferrable = dialect !== 'mariadb';
 
+describe('a COMMIT of a transaction whose statement failed', () => {
+  (dialect === 'postgres' ? it : it.skip)(
+    'rejects with 25P02 where PostgreSQL answers ROLLBACK without an error, in every form',
+    async () => {
+      const committed: unknown[] = [];
+      for (const form of ['explicit', 'callback'] as const) {
+        const error = await db
+          .wrap(async (scope) => {
+            const write = async (trx: Knex.Transaction) => {
+              await trx(table).insert({ name: `lost ${form}` });
+              await trx.raw('select 1 / 0').catch(() => {}); // caught, but the transaction failed
+            };
+            if (form === 'callback') return scope.getSession(write);
+            const trx = await scope.getSession();
+            await write(trx);
+            await trx.commit();
+          })()
+          .then(
+            () => 'committed',
+            (e: unknown) => e,
+          );
+        committed.push(error);
+      }
+      for (const error of committed) {
+        expect(error).toMatchObject({ code: '25P02' });
+        expect((error as Error).message).toMatch(/answered with ROLLBACK/);
+      }
+      expect(await countRows(admin, table)).toBe(0);
+    },
+  );
+});
+
 describe('a COMMIT that fails', () => {
   let parent: string;
   let child: string;

@@ -66,6 +66,25 @@ export function sessionOwner(trx: Knex.Transaction): object | undefined {
 }
 
 /**
+ * PostgreSQL answers COMMIT of a transaction in which a statement failed with the command tag
+ * ROLLBACK and no error: a handler that caught the statement's error would otherwise commit
+ * "successfully" and answer 200 for work that was thrown away. Rejects with SQLSTATE 25P02
+ * (in_failed_sql_transaction), which PostgreSQL itself gives any other statement there.
+ */
+function refuseSilentRollback(result: unknown): unknown {
+  if ((result as { response?: { command?: unknown } } | null)?.response?.command === 'ROLLBACK') {
+    throw Object.assign(
+      new Error(
+        'COMMIT was answered with ROLLBACK: a statement of this transaction had failed, so ' +
+          'PostgreSQL rolled all of it back and nothing was committed.',
+      ),
+      { code: '25P02' },
+    );
+  }
+  return result;
+}
+
+/**
  * One Knex transaction handed out by a scope, on its own pooled connection. It makes the
  * transaction safe to hand to user code: `commit()` rejects when COMMIT fails (knex resolves),
  * a failed COMMIT is followed by ROLLBACK (SQLite keeps the transaction open otherwise), a
@@ -219,16 +238,18 @@ export class Session {
       }
       if (sql === 'COMMIT;') {
         const closed = isClosed(connection, rollbackInFlight);
-        return query.call(client, connection, sql).catch(async (error: unknown) => {
-          if (isConnectionError(error)) connection.__knex__disposed ??= error;
-          this.#commitUndelivered = closed || refusedBeforeSending(error);
-          try {
-            await direct.call(client, connection, 'ROLLBACK');
-          } catch {
-            connection.__knex__disposed = error;
-          }
-          throw error;
-        });
+        return query
+          .call(client, connection, sql)
+          .then(refuseSilentRollback, async (error: unknown) => {
+            if (isConnectionError(error)) connection.__knex__disposed ??= error;
+            this.#commitUndelivered = closed || refusedBeforeSending(error);
+            try {
+              await direct.call(client, connection, 'ROLLBACK');
+            } catch {
+              connection.__knex__disposed = error;
+            }
+            throw error;
+          });
       }
       if (sql === 'ROLLBACK') {
         // knex gives up on ROLLBACK after 5 s and releases the connection while it is still in
