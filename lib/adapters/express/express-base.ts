@@ -35,7 +35,7 @@ export function expressLocals(res: unknown): Record<symbol, unknown> | undefined
  * named read (`res.locals`) misses V8's inline cache every time and is looked up by the IC
  * runtime. `Reflect.get` compiles to a call of V8's generic property lookup, which finds the same
  * property in generated code: 1.3–2× faster, 83–275 ns less per read on Node 20
- * (`node scripts/bench-property-read.js`).
+ * (`node scripts/bench/property-read.js`).
  *
  * @example
  * readProperty(req, 'res'); // req.res

@@ -9,14 +9,14 @@
 //    rollback isolation (test transaction + savepoint session) and with delete-all (nameko's).
 // Every database it creates is dropped again.
 //
-//   npm run build && node scripts/bench-provision.js [--rounds=3] [--tests=200]
+//   npm run build && node scripts/bench/provision.js [--rounds=3] [--tests=200]
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const { knex: createKnex } = require('knex');
-const { probeDatabases } = require('./probe-databases');
+const { probeDatabases } = require('../probe-databases');
 
-const dist = join(__dirname, '..', 'dist');
+const dist = join(__dirname, '..', '..', 'dist');
 const { openTestDatabaseServer } = require(join(dist, 'testing/open-test-database-server.js'));
 const { createTestRun, dropTestRun } = require(join(dist, 'testing/test-run.js'));
 const { createTestRunName } = require(join(dist, 'testing/test-run-name.js'));

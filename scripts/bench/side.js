@@ -1,8 +1,8 @@
 // @ts-check
 'use strict';
-// Starts one side of an overhead benchmark, scripts/bench-server.js, in a child process of its
-// own and talks to it over IPC; shared by scripts/bench-overhead.js and
-// scripts/bench-instructions.js.
+// Starts one side of an overhead benchmark, scripts/bench/server.js, in a child process of its
+// own and talks to it over IPC; shared by scripts/bench/overhead.js and
+// scripts/bench/instructions.js.
 const { execFileSync, fork } = require('node:child_process');
 const { join } = require('node:path');
 
@@ -22,7 +22,7 @@ function pinTo(pid, cpu) {
 
 /**
  * A bench-server.js child.
- * @param {import('./bench-server').BenchSide} side
+ * @param {import('./server').BenchSide} side
  * @param {{ cpu?: number | undefined; execPath?: string; execArgv?: string[] }} [options]
  *   cpu: pin the child to this CPU once it listens; execPath and execArgv: run it under another
  *   program (valgrind), as child_process.fork does: `execPath ...execArgv bench-server.js side`
@@ -31,7 +31,7 @@ function pinTo(pid, cpu) {
  *   await server.reset(); … ; const { requests, cpuUs } = await server.stats(); await server.stop();
  */
 async function startSide(side, options = {}) {
-  const child = fork(join(__dirname, 'bench-server.js'), [JSON.stringify(side)], {
+  const child = fork(join(__dirname, 'server.js'), [JSON.stringify(side)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     ...(options.execPath === undefined ? {} : { execPath: options.execPath }),
     ...(options.execArgv === undefined ? {} : { execArgv: options.execArgv }),

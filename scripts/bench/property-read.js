@@ -13,7 +13,7 @@
  * over the rounds after two warm-up rounds, with the cost of a loop that reads nothing
  * subtracted.
  *
- *   node scripts/bench-property-read.js [--rounds=N] [--count=N]
+ *   node scripts/bench/property-read.js [--rounds=N] [--count=N]
  */
 const http = require('node:http');
 const net = require('node:net');

@@ -1,7 +1,7 @@
 // @ts-check
 'use strict';
 // What knex-scope costs per request, measured with autocannon against servers that differ only in
-// knex-scope (child processes: scripts/bench-server.js, `procs` per side), both sides loaded at
+// knex-scope (child processes: scripts/bench/server.js, `procs` per side), both sides loaded at
 // once on the same pinned CPU for several rounds after a warm-up, reporting medians and the
 // median of the per-round B/A ratios (the figure the targets are checked against):
 //   a-express, a-koa   a route that never touches the database, without vs with app.use(withDb(…));
@@ -10,8 +10,8 @@
 //                      SELECT 1 in a hand-written knex.transaction(async (trx) => …) vs through
 //                      `const s = await req.db.session; await s.select(…); await s.commit()`
 //
-//   npm run build && node scripts/bench-overhead.js            # 10 rounds × 4 s, 8 s warm-up
-//   node scripts/bench-overhead.js --quick                     # 4 rounds × 2 s, 3 s warm-up
+//   npm run build && node scripts/bench/overhead.js            # 10 rounds × 4 s, 8 s warm-up
+//   node scripts/bench/overhead.js --quick                     # 4 rounds × 2 s, 3 s warm-up
 //
 // Options (flags or environment):
 //   --rounds=N       BENCH_ROUNDS       measured rounds (default 10)
@@ -34,9 +34,9 @@ const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
-const { probeDatabases, servers } = require('./probe-databases');
-const { benchScenarios, instance, selectScenarios } = require('./bench-scenarios');
-const { pinTo, startSide } = require('./bench-side');
+const { probeDatabases, servers } = require('../probe-databases');
+const { benchScenarios, instance, selectScenarios } = require('./scenarios');
+const { pinTo, startSide } = require('./side');
 
 /**
  * @param {string} name
@@ -64,7 +64,7 @@ const cores = os.availableParallelism();
 const pin = !process.argv.includes('--no-pin') && cores >= 2 && pinTo(process.pid, 0);
 
 /**
- * @typedef {import('./bench-scenarios').Scenario} Scenario
+ * @typedef {import('./scenarios').Scenario} Scenario
  * @typedef {{
  *   rps: number;
  *   p50: number;

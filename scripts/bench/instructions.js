@@ -1,15 +1,15 @@
 // @ts-check
 'use strict';
 // What knex-scope costs per request, counted in machine instructions instead of seconds: each
-// server of scripts/bench-overhead.js's scenarios runs under valgrind's callgrind, which counts
+// server of scripts/bench/overhead.js's scenarios runs under valgrind's callgrind, which counts
 // every instruction the process executes (JIT code, garbage collector, libuv, the drivers), and
 // the count for the same work is the same whatever else the host is doing. On a shared VM, where
 // a server's throughput moves by ±15 % between rounds, that is the stable figure: a CPU-bound
 // server's throughput is inversely proportional to its CPU cost per request, so A's instructions
 // per request divided by B's estimates B/A throughput, and the targets are checked against it.
 //
-//   npm run build && node scripts/bench-instructions.js
-//   node scripts/bench-instructions.js --only=a-express,b-postgres --requests=2000 --rounds=3
+//   npm run build && node scripts/bench/instructions.js
+//   node scripts/bench/instructions.js --only=a-express,b-postgres --requests=2000 --rounds=3
 //
 // Each side, on its own:
 //   1. the server without valgrind (`node --single-threaded --no-memory-reducer`): `warmup` rounds, then one
@@ -53,9 +53,9 @@ const { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } = requir
 const os = require('node:os');
 const { join } = require('node:path');
 const autocannon = require('autocannon');
-const { benchScenarios, instance, selectScenarios } = require('./bench-scenarios');
-const { startSide } = require('./bench-side');
-const { probeDatabases, servers } = require('./probe-databases');
+const { benchScenarios, instance, selectScenarios } = require('./scenarios');
+const { startSide } = require('./side');
+const { probeDatabases, servers } = require('../probe-databases');
 
 /**
  * @param {string} name
@@ -79,7 +79,7 @@ const jsonFile = option('json', 'BENCH_JSON', '');
 const diagnose = process.argv.includes('--diagnose');
 
 /**
- * @typedef {import('./bench-scenarios').Scenario} Scenario
+ * @typedef {import('./scenarios').Scenario} Scenario
  * @typedef {{ instructions: number; requests: number; perRequest: number; majorGcs: number; marked: boolean; acquires: number; queries: number; errors: number }} Count
  */
 
@@ -125,7 +125,7 @@ function callgrindControl(args) {
 
 /**
  * A bench-server.js side, run as `node --single-threaded`, under callgrind when `dir` is given.
- * @param {import('./bench-server').BenchSide} side
+ * @param {import('./server').BenchSide} side
  * @param {string} path
  * @param {string | undefined} dir  where callgrind writes its dumps
  */
@@ -174,7 +174,7 @@ async function startCounted(side, path, dir) {
 /**
  * One side of a scenario: its major collections per request over a long run without valgrind,
  * then its instructions round by round under callgrind.
- * @param {import('./bench-server').BenchSide} side
+ * @param {import('./server').BenchSide} side
  * @param {string} path
  * @param {string} name  for the dump files
  * @returns {Promise<{ rounds: Count[]; gcRate: { requests: number; majorGcs: number } }>}

@@ -1,13 +1,13 @@
 // @ts-check
 'use strict';
-// The scenarios of the overhead benchmarks, shared by scripts/bench-overhead.js (throughput under
-// autocannon) and scripts/bench-instructions.js (instructions per request under callgrind), so
+// The scenarios of the overhead benchmarks, shared by scripts/bench/overhead.js (throughput under
+// autocannon) and scripts/bench/instructions.js (instructions per request under callgrind), so
 // that both measure the same two servers per scenario.
 const { join } = require('node:path');
-const { servers } = require('./probe-databases');
+const { servers } = require('../probe-databases');
 
 /**
- * @typedef {import('./bench-server').BenchSide} BenchSide
+ * @typedef {import('./server').BenchSide} BenchSide
  * @typedef {{
  *   name: string;
  *   title: string;

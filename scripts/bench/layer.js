@@ -1,7 +1,7 @@
 // @ts-check
 'use strict';
 // What one middleware costs Express per request, counted in instructions without HTTP: the floor
-// under the a-express target of scripts/bench-instructions.js. For Express 5 and 4, three apps
+// under the a-express target of scripts/bench/instructions.js. For Express 5 and 4, three apps
 // with the same `GET /plain` route (`res.json({ ok: true })`):
 //   plain    no middleware
 //   noop     app.use((req, res, next) => next())
@@ -13,9 +13,9 @@
 // Without sockets, HTTP parsing and the event loop, it repeats to about 2,000 instructions where
 // bench-instructions.js, over real connections, moves by 1 % (5,000) between processes.
 //
-//   npm run build && node scripts/bench-layer.js            # about 10 minutes on two cores
-//   node scripts/bench-layer.js --frameworks=express,express4   # about 20 minutes
-//   node scripts/bench-layer.js --low=2000 --high=12000     # quicker: one major collection more or
+//   npm run build && node scripts/bench/layer.js            # about 10 minutes on two cores
+//   node scripts/bench/layer.js --frameworks=express,express4   # about 20 minutes
+//   node scripts/bench/layer.js --low=2000 --high=12000     # quicker: one major collection more or
 //                                                           # less moves it by about 2 %
 //
 // Options: --low=N (4000) --high=N (36000) --frameworks=express,express4 (express) --json=FILE

@@ -6,7 +6,7 @@
 // connection is in use or pending, that the table holds exactly one row per 201 response, and that
 // the heap came back to where it was after warm-up. Exits non-zero if a check fails.
 //
-//   npm run build && node --expose-gc scripts/soak.js
+//   npm run build && node --expose-gc scripts/bench/soak.js
 //
 // Options (flags or environment):
 //   --requests=N       SOAK_REQUESTS      requests per app and database (default 12000)
@@ -23,7 +23,7 @@ const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 const { withDb } = require('knex-scope');
-const { servers } = require('./probe-databases');
+const { servers } = require('../probe-databases');
 const {
   AbortProbe,
   createExpressSoakApp,

@@ -1,6 +1,6 @@
 // @ts-check
 'use strict';
-// One side of an overhead benchmark, run by scripts/bench-overhead.js in a process of its own so
+// One side of an overhead benchmark, run by scripts/bench/overhead.js in a process of its own so
 // that the load generator and the server do not share a CPU. It listens on an ephemeral port and
 // answers its parent's messages:
 //   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries

@@ -15,8 +15,8 @@
 // reported failed". A COMMIT whose outcome cannot be known (MariaDB, or PostgreSQL when the
 // outcome cannot be asked) is answered 503.
 //
-//   npm run build && node scripts/bench-recovery.js               # 30 s per run, a kill every 2 s
-//   node scripts/bench-recovery.js --duration 10                  # quick
+//   npm run build && node scripts/bench/recovery.js               # 30 s per run, a kill every 2 s
+//   node scripts/bench/recovery.js --duration 10                  # quick
 //
 // Options (`--name=value` or `--name value`, or environment):
 //   --duration=S     BENCH_DURATION     seconds of load per run (default 30)
@@ -562,7 +562,7 @@ const sum = (counts) => Object.values(counts).reduce((total, n) => total + n, 0)
 
 async function main() {
   const { knex: createKnex } = require('knex');
-  const { servers } = require('./probe-databases');
+  const { servers } = require('../probe-databases');
 
   const seconds = Number(option('duration', 'BENCH_DURATION', '30'));
   const interval = Number(option('interval', 'BENCH_INTERVAL', '2'));
