@@ -27,35 +27,25 @@
 //                                        cost is not hidden in disk jitter)
 //   --json=FILE                          also write the raw numbers as JSON
 //   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js)
-const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, rmSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const { performance } = require('node:perf_hooks');
-const { retryTransaction, withDb } = require('knex-scope');
-const { probeDatabases, servers } = require('../probe-databases');
+const { probeDatabases } = require('../probe-databases');
+const { databaseConfig, loadKnexScope } = require('./apps');
+const { listOption, numberOption, option } = require('./options');
+const { machine, median, markdownTable, writeJson } = require('./report');
 
-/**
- * @param {string} name
- * @param {string} env
- * @param {string} fallback
- */
-function option(name, env, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  const spaced = at >= 0 ? process.argv[at + 1] : undefined;
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag?.slice(name.length + 3) ?? spaced ?? process.env[env] ?? fallback;
-}
-
-const n = Number(option('n', 'BENCH_N', '5000'));
-const rounds = Number(option('rounds', 'BENCH_ROUNDS', '5'));
-const concurrency = Number(option('concurrency', 'BENCH_CONCURRENCY', '10'));
-const poolMax = Number(option('pool', 'BENCH_POOL', '10'));
-const databases = option(
+const { retryTransaction, withDb } = loadKnexScope();
+const n = numberOption('n', 'BENCH_N', 5000);
+const rounds = numberOption('rounds', 'BENCH_ROUNDS', 5);
+const concurrency = numberOption('concurrency', 'BENCH_CONCURRENCY', 10);
+const poolMax = numberOption('pool', 'BENCH_POOL', 10);
+const databases = listOption(
   'databases',
   'BENCH_DATABASES',
   'postgres,mariadb,sqlite,sqlite-memory',
-).split(',');
-const jsonFile = option('json', 'BENCH_JSON', '');
+);
 
 /**
  * @typedef {'A' | 'B' | 'C' | 'D'} Variant
@@ -85,18 +75,7 @@ function configFor(name) {
       useNullAsDefault: true,
     };
   }
-  if (name === 'sqlite') {
-    return {
-      client: 'better-sqlite3',
-      connection: { filename: join(tmp, 'commit-id.sqlite') },
-      useNullAsDefault: true,
-    };
-  }
-  return {
-    client: name === 'postgres' ? 'pg' : 'mysql2',
-    connection: servers[/** @type {'postgres' | 'mariadb'} */ (name)],
-    pool: { min: 0, max: poolMax },
-  };
+  return databaseConfig(/** @type {import('./apps').Database} */ (name), { dir: tmp, poolMax });
 }
 
 /**
@@ -153,14 +132,6 @@ async function measure(run, count, parallel) {
   const elapsed = performance.now() - started;
   const used = process.cpuUsage(cpu);
   return { us: (elapsed * 1000) / count, cpuUs: (used.user + used.system) / count };
-}
-
-/** @param {number[]} values */
-function median(values) {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  const upper = sorted[middle] ?? Number.NaN;
-  return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
 }
 
 /**
@@ -234,14 +205,7 @@ async function benchDatabase(name) {
 
 async function main() {
   const available = new Set((await probeDatabases()).map((database) => database.name));
-  const cpus = os.cpus();
-  console.log(
-    `knex-scope commit-id benchmark: node ${process.version}, ${os.availableParallelism()} cores ` +
-      `(${cpus[0]?.model ?? 'unknown CPU'}), load average ${os
-        .loadavg()
-        .map((x) => x.toFixed(2))
-        .join(' ')}`,
-  );
+  console.log(`knex-scope commit-id benchmark: ${machine()}`);
   console.log(
     `${n} transactions (insert one row + commit) per variant per round, ${rounds} rounds, ` +
       `order rotating; sequential and ${concurrency} at a time; pool.max ${poolMax} ` +
@@ -256,10 +220,8 @@ async function main() {
     results.push(await benchDatabase(name));
   }
 
-  const lines = [
-    '| database | mode | A µs/commit | B µs/commit | C µs/commit | D µs/commit | B − A µs (paired median) | B/A | CPU µs/commit A / B / C | B − A CPU µs |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  ];
+  /** @type {(string | number)[][]} */
+  const rows = [];
   for (const { name, samples, names } of results) {
     for (const [mode, perVariant] of Object.entries(samples)) {
       /** @param {string} v @param {'us' | 'cpuUs'} key */
@@ -269,41 +231,45 @@ async function main() {
         median(
           (perVariant.B ?? []).map((b, i) => b[key] - (perVariant.A?.[i]?.[key] ?? Number.NaN)),
         );
-      const d = names.includes('D') ? med('D', 'us').toFixed(0) : '–';
-      lines.push(
-        `| ${name} | ${mode} | ${med('A', 'us').toFixed(0)} | ${med('B', 'us').toFixed(0)} | ` +
-          `${med('C', 'us').toFixed(0)} | ${d} | ` +
-          `${(med('B', 'us') - med('A', 'us')).toFixed(0)} (${paired('us').toFixed(0)}) | ` +
-          `${(med('B', 'us') / med('A', 'us')).toFixed(3)} | ` +
-          `${med('A', 'cpuUs').toFixed(0)} / ${med('B', 'cpuUs').toFixed(0)} / ${med('C', 'cpuUs').toFixed(0)} | ` +
-          `${paired('cpuUs').toFixed(0)} |`,
-      );
+      rows.push([
+        name,
+        mode,
+        med('A', 'us').toFixed(0),
+        med('B', 'us').toFixed(0),
+        med('C', 'us').toFixed(0),
+        names.includes('D') ? med('D', 'us').toFixed(0) : '–',
+        `${(med('B', 'us') - med('A', 'us')).toFixed(0)} (${paired('us').toFixed(0)})`,
+        (med('B', 'us') / med('A', 'us')).toFixed(3),
+        `${med('A', 'cpuUs').toFixed(0)} / ${med('B', 'cpuUs').toFixed(0)} / ${med('C', 'cpuUs').toFixed(0)}`,
+        paired('cpuUs').toFixed(0),
+      ]);
     }
   }
-  console.log(`\n${lines.join('\n')}\n`);
+  const header = [
+    'database',
+    'mode',
+    'A µs/commit:',
+    'B µs/commit:',
+    'C µs/commit:',
+    'D µs/commit:',
+    'B − A µs (paired median):',
+    'B/A:',
+    'CPU µs/commit A / B / C:',
+    'B − A CPU µs:',
+  ];
+  console.log(`\n${markdownTable(header, rows)}\n`);
   console.log('Statements per transaction:');
   for (const { name, statements } of results) {
     for (const [variant, sql] of Object.entries(statements)) {
       console.log(`- ${name} ${labels[/** @type {Variant} */ (variant)]}: ${sql.join(' | ')}`);
     }
   }
-  if (jsonFile !== '') {
-    writeFileSync(
-      jsonFile,
-      `${JSON.stringify(
-        {
-          node: process.version,
-          cores: os.availableParallelism(),
-          n,
-          rounds,
-          concurrency,
-          results: results.map(({ name, statements, samples }) => ({ name, statements, samples })),
-        },
-        null,
-        2,
-      )}\n`,
-    );
-  }
+  writeJson(option('json', 'BENCH_JSON', ''), {
+    n,
+    rounds,
+    concurrency,
+    results: results.map(({ name, statements, samples }) => ({ name, statements, samples })),
+  });
 }
 
 main()

@@ -1,67 +1,44 @@
 // @ts-check
 'use strict';
-// What knex-scope costs per request, measured with autocannon against servers that differ only in
-// knex-scope (child processes: scripts/bench/server.js, `procs` per side), both sides loaded at
-// once on the same pinned CPU for several rounds after a warm-up, reporting medians and the
-// median of the per-round B/A ratios (the figure the targets are checked against):
-//   a-express, a-koa   a route that never touches the database, without vs with app.use(withDb(…));
-//                      the withDb side must acquire no connection and send no query
-//   b-sqlite, b-postgres, b-mariadb
-//                      SELECT 1 in a hand-written knex.transaction(async (trx) => …) vs through
-//                      `const s = await req.db.session; await s.select(…); await s.commit()`
+// The overhead scenarios (scenarios.js) in requests per second: both sides' servers (server.js,
+// `--procs` per side) loaded at once by autocannon on one pinned CPU, for several rounds after a
+// warm-up, reporting medians and the median of the per-round B/A ratios. On a shared VM a server's
+// throughput moves by ±15 % from round to round, more than the targets, which are therefore
+// checked in instructions (instructions.js); this is the figure in time, for a machine of your own.
 //
 //   npm run build && node scripts/bench/overhead.js            # 10 rounds × 4 s, 8 s warm-up
 //   node scripts/bench/overhead.js --quick                     # 4 rounds × 2 s, 3 s warm-up
 //
 // Options (flags or environment):
+//   --only=LIST      BENCH_ONLY         scenarios (default: those with a target); --diagnose: all
 //   --rounds=N       BENCH_ROUNDS       measured rounds (default 10)
 //   --duration=S     BENCH_DURATION     seconds per round (default 4)
 //   --warmup=S       BENCH_WARMUP       warm-up seconds, all servers at once (default 8)
 //   --procs=N        BENCH_PROCS        server processes per side (default 2): one process's JIT
 //                                       luck moved it by ±3 % against an identical twin
 //   --connections=N  BENCH_CONNECTIONS  autocannon connections per server process (default 16)
-//   --no-pin                            do not pin autocannon to CPU 0 and the servers to CPU 1
 //   --pool=N         BENCH_POOL         pool.max for PostgreSQL and MariaDB (default 10)
-//   --only=LIST      BENCH_ONLY         scenarios, e.g. a-express,d-express-noop, d-… included
-//                                       (default: the a-… and b-… ones); an unknown name is an error
+//   --no-pin                            do not pin autocannon to CPU 0 and the servers to CPU 1
 //   --json=FILE                         also write the raw numbers as JSON
-//   --diagnose                          also run the attribution scenarios (d-…): a no-op
-//                                       middleware (the framework's own cost of any middleware)
-//                                       and withDb(config, { currentDb: true })
-//   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js);
-//   a scenario whose server does not answer is skipped.
-const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
+//   BENCH_PACKAGE=DIR                   load knex-scope from DIR instead of dist/ (see apps.js)
 const os = require('node:os');
-const { join } = require('node:path');
 const autocannon = require('autocannon');
-const { probeDatabases, servers } = require('../probe-databases');
-const { benchScenarios, instance, selectScenarios } = require('./scenarios');
+const { describeSide } = require('./apps');
+const { flag, numberOption, option } = require('./options');
+const { machine, median, markdownTable, writeJson } = require('./report');
+const { missingServer, overhead, selectScenarios } = require('./scenarios');
 const { pinTo, startSide } = require('./side');
 
-/**
- * @param {string} name
- * @param {string} env
- * @param {string} fallback
- */
-function option(name, env, fallback) {
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag?.slice(name.length + 3) ?? process.env[env] ?? fallback;
-}
-
-const quick = process.argv.includes('--quick');
-const rounds = Number(option('rounds', 'BENCH_ROUNDS', quick ? '4' : '10'));
-const duration = Number(option('duration', 'BENCH_DURATION', quick ? '2' : '4'));
-const warmup = Number(option('warmup', 'BENCH_WARMUP', quick ? '3' : '8'));
-const procs = Number(option('procs', 'BENCH_PROCS', '2'));
-const connections = Number(option('connections', 'BENCH_CONNECTIONS', '16'));
-const poolMax = Number(option('pool', 'BENCH_POOL', '10'));
-const only = option('only', 'BENCH_ONLY', '');
-const jsonFile = option('json', 'BENCH_JSON', '');
-const diagnose = process.argv.includes('--diagnose');
+const quick = flag('quick');
+const rounds = numberOption('rounds', 'BENCH_ROUNDS', quick ? 4 : 10);
+const duration = numberOption('duration', 'BENCH_DURATION', quick ? 2 : 4);
+const warmup = numberOption('warmup', 'BENCH_WARMUP', quick ? 3 : 8);
+const procs = numberOption('procs', 'BENCH_PROCS', 2);
+const connections = numberOption('connections', 'BENCH_CONNECTIONS', 16);
+const poolMax = numberOption('pool', 'BENCH_POOL', 10);
 // The load generator on CPU 0, every server on CPU 1: on a two-core machine an unpinned autocannon
 // and server keep trading cores, which moved single rounds by ±20 %. Linux only (taskset).
-const cores = os.availableParallelism();
-const pin = !process.argv.includes('--no-pin') && cores >= 2 && pinTo(process.pid, 0);
+const pin = !flag('no-pin') && os.availableParallelism() >= 2 && pinTo(process.pid, 0);
 
 /**
  * @typedef {import('./scenarios').Scenario} Scenario
@@ -81,24 +58,20 @@ const pin = !process.argv.includes('--no-pin') && cores >= 2 && pinTo(process.pi
  * @typedef {Awaited<ReturnType<typeof startSide>>} Server
  */
 
-const tmp = mkdtempSync(join(os.tmpdir(), 'knex-scope-bench-'));
-const { scenarios, diagnostics } = benchScenarios({ tmp, poolMax });
-
 /**
  * One round: autocannon against every server of both sides at once, for `seconds`, with each
  * server's CPU time over it. Sides that share one CPU and one window see the same machine: on a
  * shared VM, rounds run one after the other moved by ±15 % between rounds, which no number of
  * rounds averaged away; run together, the B/A ratio of one round stays within a few percent.
  * @param {Server[]} servers
- * @param {string} path
  * @param {number} seconds
  * @returns {Promise<Round[]>} one per server
  */
-async function measureAll(servers, path, seconds) {
+async function measureAll(servers, seconds) {
   await Promise.all(servers.map((server) => server.reset()));
   const results = await Promise.all(
     servers.map((server) =>
-      autocannon({ url: `${server.url}${path}`, connections, duration: seconds, pipelining: 1 }),
+      autocannon({ url: `${server.url}/`, connections, duration: seconds, pipelining: 1 }),
     ),
   );
   await Promise.all(servers.map((server) => server.settle()));
@@ -145,14 +118,6 @@ function combine(list) {
   };
 }
 
-/** @param {number[]} values */
-function median(values) {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = Math.floor(sorted.length / 2);
-  const upper = sorted[middle] ?? Number.NaN;
-  return sorted.length % 2 === 1 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
-}
-
 /**
  * Runs one scenario: `procs` servers per side, all loaded at once for a warm-up and then for
  * `rounds` rounds.
@@ -163,34 +128,32 @@ async function runScenario(scenario) {
   const a = [];
   /** @type {Server[]} */
   const b = [];
+  const cpu = pin ? 1 : undefined;
   try {
     for (let i = 0; i < procs; i++) {
-      a.push(await startSide(instance(scenario.a.side, i), { cpu: pin ? 1 : undefined }));
-      b.push(await startSide(instance(scenario.b.side, i), { cpu: pin ? 1 : undefined }));
+      a.push(await startSide(scenario.a, { poolMax, cpu }));
+      b.push(await startSide(scenario.b, { poolMax, cpu }));
     }
     const all = [...a, ...b];
-    await measureAll(all, scenario.path, warmup);
+    await measureAll(all, warmup);
     /** @type {Round[]} */
     const roundsA = [];
     /** @type {Round[]} */
     const roundsB = [];
     for (let round = 0; round < rounds; round++) {
-      const results = await measureAll(all, scenario.path, duration);
+      const results = await measureAll(all, duration);
       const lastA = combine(results.slice(0, procs));
       const lastB = combine(results.slice(procs));
       roundsA.push(lastA);
       roundsB.push(lastB);
       console.log(
-        `  ${scenario.name} round ${round + 1}/${rounds}: ` +
-          `${scenario.a.label} ${lastA.rps.toFixed(0)} req/s, ${scenario.b.label} ${lastB.rps.toFixed(0)} req/s ` +
-          `(${(lastB.rps / lastA.rps).toFixed(3)}×; CPU µs/req ${lastA.cpuUsPerRequest.toFixed(0)} → ${lastB.cpuUsPerRequest.toFixed(0)})`,
+        `  ${scenario.name} round ${round + 1}/${rounds}: A ${lastA.rps.toFixed(0)} req/s, ` +
+          `B ${lastB.rps.toFixed(0)} req/s (${(lastB.rps / lastA.rps).toFixed(3)}×; ` +
+          `CPU µs/req ${lastA.cpuUsPerRequest.toFixed(0)} → ${lastB.cpuUsPerRequest.toFixed(0)})`,
       );
     }
     const after = await Promise.all(b.map((server) => server.stats()));
-    const poolAfter = {
-      poolUsed: after.reduce((n, stat) => n + stat.poolUsed, 0),
-      poolPending: after.reduce((n, stat) => n + stat.poolPending, 0),
-    };
+    const poolAfter = after.reduce((n, stat) => n + stat.poolUsed + stat.poolPending, 0);
     return { scenario, roundsA, roundsB, poolAfter };
   } finally {
     await Promise.all([...a, ...b].map((server) => server.stop()));
@@ -215,83 +178,86 @@ function summarize(list) {
 }
 
 async function main() {
-  const available = new Set((await probeDatabases()).map((database) => database.name));
-  const chosen = selectScenarios(
-    only,
-    [...scenarios, ...diagnostics],
-    [...scenarios, ...(diagnose ? diagnostics : [])],
-  );
-  const cpus = os.cpus();
-  console.log(
-    `knex-scope overhead benchmark: node ${process.version}, ${cores} cores ` +
-      `(${cpus[0]?.model ?? 'unknown CPU'}), load average ${os
-        .loadavg()
-        .map((n) => n.toFixed(2))
-        .join(' ')}`,
-  );
+  const chosen = selectScenarios(overhead, {
+    only: option('only', 'BENCH_ONLY', ''),
+    all: flag('diagnose'),
+  });
+  console.log(`knex-scope overhead benchmark: ${machine()}`);
   console.log(
     `autocannon: ${connections} connections per server, ${procs} server processes per side, both sides at once, ` +
-      `${rounds} rounds × ${duration} s after ${warmup} s warm-up; pool.max ${poolMax} on PostgreSQL/MariaDB, 1 on SQLite; ` +
+      `${rounds} rounds × ${duration} s after ${warmup} s warm-up; pool.max ${poolMax} on PostgreSQL/MariaDB; ` +
       `${pin ? 'autocannon pinned to CPU 0, servers to CPU 1' : 'not pinned'}\n`,
   );
-
-  const results = [];
-  for (const scenario of chosen) {
-    if (scenario.needs !== undefined && !available.has(scenario.needs)) {
-      console.log(`  ${scenario.name}: skipped, no server answers at ${servers[scenario.needs]}`);
-      continue;
-    }
-    results.push(await runScenario(scenario));
-  }
-
-  const lines = [
-    '| scenario | side | req/s (median) | B/A req/s, median of rounds | range | server CPU µs/req | A/B CPU per request, median | p50 ms | p99 ms | target (median B/A req/s) |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
-  ];
+  /** @type {(string | number)[][]} */
+  const rows = [];
   /** @type {string[]} */
   const notes = [];
+  const results = [];
   let failed = 0;
-  for (const { scenario, roundsA, roundsB, poolAfter } of results) {
+  for (const scenario of chosen) {
+    const missing = await missingServer(scenario);
+    if (missing !== undefined) {
+      console.log(`  ${scenario.name}: skipped, no server answers at ${missing}`);
+      continue;
+    }
+    const { roundsA, roundsB, poolAfter } = await runScenario(scenario);
     const sa = summarize(roundsA);
     const sb = summarize(roundsB);
     const ratios = roundsB.map((r, i) => r.rps / /** @type {Round} */ (roundsA[i]).rps);
     const paired = median(ratios);
-    const range = `${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}`;
     const cost = median(
       roundsB.map((r, i) => /** @type {Round} */ (roundsA[i]).cpuUsPerRequest / r.cpuUsPerRequest),
     );
-    const met = paired >= scenario.target;
-    const targetText =
-      scenario.target === 0 ? 'diagnostic' : `≥ ${scenario.target} ${met ? 'met' : 'MISSED'}`;
-    const zeroDb = scenario.path === '/plain' ? sb.acquires === 0 && sb.queries === 0 : true;
+    const met = scenario.target === undefined || paired >= scenario.target;
+    const zeroDb = scenario.b.route !== 'plain' || (sb.acquires === 0 && sb.queries === 0);
     if (!met || !zeroDb) failed++;
-    lines.push(
-      `| ${scenario.name} | A: ${scenario.a.label} | ${sa.rps.toFixed(0)} | | | ${sa.cpu.toFixed(0)} | | ${sa.p50} | ${sa.p99} | |`,
-      `| | B: ${scenario.b.label} | ${sb.rps.toFixed(0)} | **${paired.toFixed(3)}×** | ${range} | ${sb.cpu.toFixed(0)} | ${cost.toFixed(3)}× | ${sb.p50} | ${sb.p99} | ${targetText} |`,
-    );
+    rows.push([
+      scenario.name,
+      describeSide(scenario.a),
+      sa.rps.toFixed(0),
+      describeSide(scenario.b),
+      sb.rps.toFixed(0),
+      `**${paired.toFixed(3)}**`,
+      `${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}`,
+      cost.toFixed(3),
+      `${sa.p99} / ${sb.p99}`,
+      scenario.target === undefined
+        ? 'diagnostic'
+        : `≥ ${scenario.target} ${met ? 'met' : 'MISSED'}`,
+    ]);
     notes.push(
       `${scenario.name} (${scenario.title}): B served ${sb.requests} requests with ${sb.acquires} pool acquires ` +
         `and ${sb.queries} queries (A: ${sa.requests} requests, ${sa.acquires} acquires, ${sa.queries} queries); ` +
-        `non-2xx/errors A ${sa.bad}, B ${sb.bad}; handlers cut off by the end of a round A ${sa.cutOff}, B ${sb.cutOff}; B's pool afterwards: ${poolAfter.poolUsed} used, ${poolAfter.poolPending} pending` +
-        (scenario.path === '/plain' ? ` → zero connections: ${zeroDb ? 'yes' : 'NO'}` : ''),
+        `non-2xx/errors A ${sa.bad}, B ${sb.bad}; handlers cut off by the end of a round A ${sa.cutOff}, B ${sb.cutOff}; ` +
+        `B's pool afterwards: ${poolAfter} used or pending` +
+        (scenario.b.route === 'plain' ? `; zero connections: ${zeroDb ? 'yes' : 'NO'}` : ''),
     );
+    results.push({ scenario: scenario.name, roundsA, roundsB });
   }
-  console.log(`\n${lines.join('\n')}\n`);
+  console.log(
+    `\n${markdownTable(
+      [
+        'scenario',
+        'A',
+        'A req/s:',
+        'B',
+        'B req/s:',
+        'B/A req/s, median of rounds:',
+        'range:',
+        'A/B CPU per request:',
+        'p99 ms A / B:',
+        'target',
+      ],
+      rows,
+    )}\n`,
+  );
   for (const note of notes) console.log(`- ${note}`);
-  if (jsonFile !== '') {
-    writeFileSync(
-      jsonFile,
-      `${JSON.stringify({ node: process.version, cores, connections, procs, rounds, duration, warmup, results }, null, 2)}\n`,
-    );
-  }
+  writeJson(option('json', '', ''), { connections, procs, rounds, duration, warmup, results });
   console.log(failed === 0 ? '\nall targets met' : `\n${failed} scenario(s) missed a target`);
+  if (failed > 0) process.exitCode = 1;
 }
 
-main()
-  .catch((error) => {
-    console.error(error);
-    process.exitCode = 1;
-  })
-  .finally(() => {
-    rmSync(tmp, { recursive: true, force: true });
-  });
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

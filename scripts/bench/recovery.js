@@ -8,7 +8,8 @@
 // records every response's status. Meanwhile an admin connection kills EVERY backend of the app
 // every `--interval` seconds: on PostgreSQL `pg_terminate_backend` of every pid whose
 // application_name is the app's; on MariaDB `KILL CONNECTION USER` of a user only the app uses.
-// Each database runs twice, with the route wrapped in
+// Where and how is a row of the `recovery` table in scenarios.js. Each runs twice, with the route
+// wrapped in
 // `retryTransaction(handler, { session: (req) => req.db, total, backoffFactor })` and without.
 // Afterwards the table is compared with the responses: no request id may have two rows, every 201
 // must have its row, and a row whose request was answered with an error is "committed but
@@ -26,35 +27,26 @@
 //   --total=N        BENCH_TOTAL        retryTransaction's total (default 3)
 //   --backoff=MS     BENCH_BACKOFF      retryTransaction's backoffFactor (default 100)
 //   --rounds=N       BENCH_ROUNDS       runs per database and mode, alternating modes (default 1)
-//   --databases=LIST BENCH_DATABASES    postgres,mariadb (default both)
+//   --only=LIST      BENCH_ONLY         rows of scenarios.js's `recovery` table (default: all whose
+//                                       server answers)
 //   --modes=LIST     BENCH_MODES        retry,plain (default both)
 //   --timeout=MS     BENCH_TIMEOUT      client-side request timeout (default 30000)
 //   --json=FILE                         also write the raw numbers as JSON
 //   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL   the servers (see scripts/probe-databases.js)
 // Exits non-zero if a request id has two rows or a 201 has no row.
-const { fork } = require('node:child_process');
-const { writeFileSync } = require('node:fs');
 const http = require('node:http');
-const os = require('node:os');
 const { performance } = require('node:perf_hooks');
+const { listOption, numberOption, option } = require('./options');
+const { machine, markdownTable, writeJson } = require('./report');
+const { answers } = require('../probe-databases');
+const { recovery } = require('./scenarios');
+const { startChild } = require('./side');
+const { loadKnexScope } = require('./apps');
 
 /**
- * @param {string} name
- * @param {string} env
- * @param {string} fallback
- */
-function option(name, env, fallback) {
-  const at = process.argv.indexOf(`--${name}`);
-  const spaced = at >= 0 ? process.argv[at + 1] : undefined;
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag?.slice(name.length + 3) ?? spaced ?? process.env[env] ?? fallback;
-}
-
-/**
- * @typedef {'postgres' | 'mariadb'} Database
  * @typedef {'retry' | 'plain'} Mode
  * @typedef {{
- *   database: Database;
+ *   database: string;
  *   mode: Mode;
  *   table: string;
  *   config: import('knex').Knex.Config;
@@ -78,17 +70,12 @@ function option(name, env, fallback) {
  * @typedef {{ status: number; code: string; ms: number }} Outcome
  */
 
-/** The app's user on MariaDB: KILL CONNECTION USER ends every connection it has, and only those. */
-const mariadbUser = 'knex_scope_recovery';
-/** The app's application_name on PostgreSQL, which pg_stat_activity shows for each of its backends. */
-const appName = `knex-scope-bench-recovery-${process.pid}`;
-
 // ─── the app (child process) ─────────────────────────────────────────────────────────────────
 
 /** @param {ServerSpec} spec */
 function serve(spec) {
   const express = require('express');
-  const { retryTransaction, withDb } = require('knex-scope');
+  const { retryTransaction, withDb } = loadKnexScope();
 
   // knex warns "Connection Error: …" for every dead connection its pool discards: counted instead.
   let discarded = 0;
@@ -246,44 +233,16 @@ function errorLabel(error) {
 // ─── the benchmark (parent process) ──────────────────────────────────────────────────────────
 
 /**
+ * The app, in a child process of its own.
  * @param {ServerSpec} spec
  */
 async function startServer(spec) {
-  const child = fork(__filename, ['--serve', JSON.stringify(spec)], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  /** @type {Map<string, (message: any) => void>} */
-  const waiting = new Map();
-  child.on('message', (/** @type {{ type: string }} */ message) => {
-    const resolve = waiting.get(message.type);
-    waiting.delete(message.type);
-    resolve?.(message);
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  /**
-   * @param {string} type
-   * @param {boolean} [sendIt]
-   * @returns {Promise<any>}
-   */
-  const ask = (type, sendIt = true) =>
-    Promise.race([
-      new Promise((resolve) => {
-        waiting.set(type, resolve);
-        if (sendIt) child.send({ type });
-      }),
-      exited.then((code) => {
-        throw new Error(`the app exited (${code}) before answering ${type}`);
-      }),
-    ]);
-  const { port } = await ask('ready', false);
+  const child = await startChild(__filename, ['--serve', JSON.stringify(spec)]);
   return {
-    port,
+    port: child.port,
     /** @returns {Promise<ServerStats>} */
-    stats: () => ask('stats'),
-    stop: async () => {
-      if (child.connected) child.send({ type: 'stop' });
-      await exited;
-    },
+    stats: () => child.ask('stats'),
+    stop: child.stop,
   };
 }
 
@@ -351,58 +310,6 @@ async function runLoad(port, tag, { connections, seconds, timeout }) {
   return { outcomes, elapsed };
 }
 
-/**
- * @param {Database} database
- * @param {string} url
- * @param {number} poolMax
- * @returns {import('knex').Knex.Config}
- */
-function appConfig(database, url, poolMax) {
-  const pool = { min: 0, max: poolMax };
-  if (database === 'postgres') {
-    return {
-      client: 'pg',
-      connection: { connectionString: url, application_name: appName },
-      pool,
-    };
-  }
-  const { hostname, port, pathname } = new URL(url);
-  return {
-    client: 'mysql2',
-    connection: {
-      host: hostname,
-      port: Number(port || 3306),
-      user: mariadbUser,
-      password: '',
-      database: decodeURIComponent(pathname.slice(1)),
-    },
-    pool,
-  };
-}
-
-/**
- * Kills every backend of the app now; resolves to how many there were.
- * @param {Database} database
- * @param {import('knex').Knex} admin
- * @returns {Promise<number>}
- */
-async function killAll(database, admin) {
-  if (database === 'postgres') {
-    const { rows } = await admin.raw(
-      'select count(*)::int as n from (select pg_terminate_backend(pid) from pg_stat_activity ' +
-        'where application_name = ? and pid <> pg_backend_pid()) killed',
-      [appName],
-    );
-    return rows[0].n;
-  }
-  const [rows] = await admin.raw(
-    'select count(*) as n from information_schema.processlist where user = ?',
-    [mariadbUser],
-  );
-  await admin.raw('kill connection user ?', [mariadbUser]);
-  return Number(rows[0].n);
-}
-
 /** @param {number[]} sorted @param {number} q */
 function percentile(sorted, q) {
   if (sorted.length === 0) return Number.NaN;
@@ -411,7 +318,7 @@ function percentile(sorted, q) {
 
 /**
  * @typedef {{
- *   database: Database;
+ *   database: string;
  *   mode: Mode;
  *   round: number;
  *   seconds: number;
@@ -437,17 +344,18 @@ function percentile(sorted, q) {
 
 /**
  * One run: fresh table contents, a fresh app, the load, the kills, then the reconciliation.
- * @param {{ database: Database; mode: Mode; round: number; url: string; admin: import('knex').Knex; table: string }} run
+ * @param {{ target: import('./scenarios').RecoveryTarget; mode: Mode; round: number; admin: import('knex').Knex; table: string }} run
  * @param {{ seconds: number; interval: number; connections: number; timeout: number; poolMax: number; total: number; backoff: number }} settings
  * @returns {Promise<Run>}
  */
-async function runOnce({ database, mode, round, url, admin, table }, settings) {
+async function runOnce({ target, mode, round, admin, table }, settings) {
+  const database = target.name;
   await admin(table).truncate();
   const app = await startServer({
     database,
     mode,
     table,
-    config: appConfig(database, url, settings.poolMax),
+    config: target.app(target.url, settings.poolMax),
     total: settings.total,
     backoff: settings.backoff,
   });
@@ -462,7 +370,7 @@ async function runOnce({ database, mode, round, url, admin, table }, settings) {
       if (at >= start + settings.seconds * 1000) return;
       await new Promise((resolve) => setTimeout(resolve, at - performance.now()));
       if (!killing) return;
-      kills.push(await killAll(database, admin));
+      kills.push(await target.killAll(admin));
     }
   })();
   const tag = `${database[0]}${mode[0]}${round}`;
@@ -562,31 +470,25 @@ const sum = (counts) => Object.values(counts).reduce((total, n) => total + n, 0)
 
 async function main() {
   const { knex: createKnex } = require('knex');
-  const { servers } = require('../probe-databases');
-
-  const seconds = Number(option('duration', 'BENCH_DURATION', '30'));
-  const interval = Number(option('interval', 'BENCH_INTERVAL', '2'));
-  const connections = Number(option('connections', 'BENCH_CONNECTIONS', '20'));
-  const poolMax = Number(option('pool', 'BENCH_POOL', '10'));
-  const total = Number(option('total', 'BENCH_TOTAL', '3'));
-  const backoff = Number(option('backoff', 'BENCH_BACKOFF', '100'));
-  const rounds = Number(option('rounds', 'BENCH_ROUNDS', '1'));
-  const timeout = Number(option('timeout', 'BENCH_TIMEOUT', '30000'));
-  const databases = /** @type {Database[]} */ (
-    option('databases', 'BENCH_DATABASES', 'postgres,mariadb').split(',')
-  );
-  const modes = /** @type {Mode[]} */ (option('modes', 'BENCH_MODES', 'retry,plain').split(','));
-  const jsonFile = option('json', 'BENCH_JSON', '');
+  const seconds = numberOption('duration', 'BENCH_DURATION', 30);
+  const interval = numberOption('interval', 'BENCH_INTERVAL', 2);
+  const connections = numberOption('connections', 'BENCH_CONNECTIONS', 20);
+  const poolMax = numberOption('pool', 'BENCH_POOL', 10);
+  const total = numberOption('total', 'BENCH_TOTAL', 3);
+  const backoff = numberOption('backoff', 'BENCH_BACKOFF', 100);
+  const rounds = numberOption('rounds', 'BENCH_ROUNDS', 1);
+  const timeout = numberOption('timeout', 'BENCH_TIMEOUT', 30000);
+  const modes = /** @type {Mode[]} */ (listOption('modes', 'BENCH_MODES', 'retry,plain'));
+  const only = listOption('only', 'BENCH_ONLY', '');
   const settings = { seconds, interval, connections, timeout, poolMax, total, backoff };
+  const unknown = only.filter((name) => !recovery.some((target) => target.name === name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--only: no target named ${unknown.join(', ')}; there are ${recovery.map((t) => t.name).join(', ')}`,
+    );
+  }
 
-  const cpus = os.cpus();
-  console.log(
-    `knex-scope recovery benchmark: node ${process.version}, ${os.availableParallelism()} cores ` +
-      `(${cpus[0]?.model ?? 'unknown CPU'}), load average ${os
-        .loadavg()
-        .map((n) => n.toFixed(2))
-        .join(' ')}`,
-  );
+  console.log(`knex-scope recovery benchmark: ${machine()}`);
   console.log(
     `${connections} connections closed-loop for ${seconds} s per run; every backend of the app ` +
       `killed every ${interval} s; app pool.max ${poolMax}; retry mode: retryTransaction(handler, ` +
@@ -595,17 +497,13 @@ async function main() {
 
   /** @type {Run[]} */
   const runs = [];
-  for (const database of databases) {
-    const url = servers[database];
-    const admin = createKnex(
-      database === 'postgres'
-        ? {
-            client: 'pg',
-            connection: { connectionString: url, application_name: `${appName}-admin` },
-            pool: { min: 0, max: 1 },
-          }
-        : { client: 'mysql2', connection: url, pool: { min: 0, max: 1 } },
-    );
+  for (const target of recovery) {
+    if (only.length > 0 ? !only.includes(target.name) : false) continue;
+    if (!(await answers(target.url))) {
+      console.log(`  ${target.name}: skipped, no server answers at ${target.url}`);
+      continue;
+    }
+    const admin = createKnex(target.admin(target.url));
     const table = `bench_recovery_${process.pid}`;
     try {
       await admin.schema.dropTableIfExists(table);
@@ -614,18 +512,14 @@ async function main() {
         t.string('request_id', 64).notNullable(); // deliberately not unique: duplicates must show
         t.integer('attempt').notNullable();
       });
-      if (database === 'mariadb') {
-        const name = new URL(url).pathname.slice(1);
-        await admin.raw(`create user if not exists '${mariadbUser}'@'%'`);
-        await admin.raw(`grant all on \`${name}\`.* to '${mariadbUser}'@'%'`);
-      }
+      await target.prepare?.(admin, target.url);
       for (let round = 1; round <= rounds; round++) {
         const order = round % 2 === 1 ? modes : [...modes].reverse();
         for (const mode of order) {
-          const run = await runOnce({ database, mode, round, url, admin, table }, settings);
+          const run = await runOnce({ target, mode, round, admin, table }, settings);
           runs.push(run);
           console.log(
-            `  ${database} ${mode} round ${round}: ${run.requests} requests, ${run.ok} × 201, ` +
+            `  ${target.name} ${mode} round ${round}: ${run.requests} requests, ${run.ok} × 201, ` +
               `${run.kills.length} kills (${run.kills.join(' ')} backends), ${run.rows} rows, ` +
               `${run.duplicatedIds} duplicated ids, ${run.lost} 201s without a row`,
           );
@@ -633,17 +527,13 @@ async function main() {
       }
     } finally {
       await admin.schema.dropTableIfExists(table).catch(() => {});
-      if (database === 'mariadb') {
-        await admin.raw(`drop user if exists '${mariadbUser}'@'%'`).catch(() => {});
-      }
+      await target.cleanup?.(admin).catch(() => {});
       await admin.destroy();
     }
   }
 
-  const lines = [
-    '| database | mode | requests | req/s | 201 | errors by status | rows | rows = 201s | duplicated ids | committed but reported failed | p50 ms | p99 ms | p99 of 201s ms |',
-    '| --- | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | --- | ---: | ---: | ---: |',
-  ];
+  /** @type {(string | number)[][]} */
+  const rows = [];
   /** @type {string[]} */
   const notes = [];
   let failed = 0;
@@ -653,13 +543,20 @@ async function main() {
     const reportedFailed = sum(run.committedButFailed);
     const equal = run.rows === run.ok && reportedFailed === 0 && run.lost === 0;
     if (run.duplicatedIds > 0 || run.lost > 0 || run.strangers > 0) failed++;
-    lines.push(
-      `| ${run.database} | ${run.mode === 'retry' ? 'retryTransaction' : 'no retry'} | ${run.requests} | ` +
-        `${(run.requests / run.seconds).toFixed(0)} | ${((100 * run.ok) / run.requests).toFixed(2)} % (${run.ok}) | ` +
-        `${list(errors)} | ${run.rows} | ${equal ? 'yes' : 'no'} | ${run.duplicatedIds} | ` +
-        `${reportedFailed === 0 ? '0' : `${reportedFailed} (${list(run.committedButFailed)})`} | ` +
-        `${run.p50.toFixed(1)} | ${run.p99.toFixed(1)} | ${run.p99ok.toFixed(1)} |`,
-    );
+    rows.push([
+      run.database,
+      run.mode === 'retry' ? 'retryTransaction' : 'no retry',
+      run.requests,
+      (run.requests / run.seconds).toFixed(0),
+      `${((100 * run.ok) / run.requests).toFixed(2)} % (${run.ok})`,
+      list(errors),
+      run.rows,
+      equal ? 'yes' : 'no',
+      run.duplicatedIds,
+      reportedFailed === 0 ? '0' : `${reportedFailed} (${list(run.committedButFailed)})`,
+      run.p50.toFixed(1),
+      run.p99.toFixed(1),
+    ]);
     const s = run.server;
     notes.push(
       `${run.database} ${run.mode} round ${run.round}: ${run.kills.length} kills ending ` +
@@ -669,17 +566,26 @@ async function main() {
         `txid_status answers {${list(s.txidStatus)}}; ` +
         `dead connections discarded by the pool ${s.discarded}; ` +
         `201s without a row ${run.lost}; rows of unknown ids ${run.strangers}; max latency ${run.max.toFixed(0)} ms; ` +
-        `pool after: ${s.poolUsed} used, ${s.poolPending} pending`,
+        `p99 of the 201s ${run.p99ok.toFixed(1)} ms; pool after: ${s.poolUsed} used, ${s.poolPending} pending`,
     );
   }
-  console.log(`\n${lines.join('\n')}\n`);
+  const header = [
+    'target',
+    'mode',
+    'requests:',
+    'req/s:',
+    '201:',
+    'errors by status',
+    'rows:',
+    'rows = 201s',
+    'duplicated ids:',
+    'committed but reported failed',
+    'p50 ms:',
+    'p99 ms:',
+  ];
+  console.log(`\n${markdownTable(header, rows)}\n`);
   for (const note of notes) console.log(`- ${note}`);
-  if (jsonFile !== '') {
-    writeFileSync(
-      jsonFile,
-      `${JSON.stringify({ node: process.version, cores: os.availableParallelism(), settings, runs }, null, 2)}\n`,
-    );
-  }
+  writeJson(option('json', '', ''), { settings, runs });
   console.log(
     failed === 0
       ? '\nno duplicated request id, every 201 has its row'

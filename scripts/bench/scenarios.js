@@ -1,268 +1,215 @@
 // @ts-check
 'use strict';
-// The scenarios of the overhead benchmarks, shared by scripts/bench/overhead.js (throughput under
-// autocannon) and scripts/bench/instructions.js (instructions per request under callgrind), so
-// that both measure the same two servers per scenario.
-const { join } = require('node:path');
-const { servers } = require('../probe-databases');
+// The scenarios of the benchmarks, one table each. To add one, add a row:
+//
+// `overhead`: what knex-scope costs per request, A against B (instructions.js over HTTP, the figure
+//   the targets are checked against; layer.js in-process; overhead.js in requests per second). A row
+//   is two sides (apps.js: framework, middleware, route, database, currentDb) and a target for B/A
+//   throughput (A's instructions per request over B's), or none for a diagnostic. A framework,
+//   middleware or route that apps.js does not build yet goes there first (e.g. Fastify and Hono:
+//   a builder beside expressApp and koaApp; observability on/off: a side option it honours).
+// `recovery`: where recovery.js kills connections under load (a server, how the app connects to
+//   it, how to kill every connection of the app). PgBouncer, Galera or a failover pair is a row
+//   with its own URL and kill; a row whose URL does not answer is skipped.
+const { answers, servers } = require('../probe-databases');
 
 /**
- * @typedef {import('./server').BenchSide} BenchSide
+ * @typedef {import('./apps').Side} Side
  * @typedef {{
  *   name: string;
  *   title: string;
- *   path: string;
- *   target: number;
- *   a: { label: string; side: BenchSide };
- *   b: { label: string; side: BenchSide };
- *   needs?: 'postgres' | 'mariadb';
+ *   target?: number;
+ *   a: Side;
+ *   b: Side;
  * }} Scenario
  */
 
-/**
- * The target scenarios (a-…, b-…) and the attribution ones (d-…).
- * @param {{ tmp: string; poolMax: number }} options  tmp: a folder for the SQLite files
- * @returns {{ scenarios: Scenario[]; diagnostics: Scenario[] }}
- */
-function benchScenarios({ tmp, poolMax }) {
-  /**
-   * @param {string} file
-   * @returns {import('knex').Knex.Config}
-   */
-  const sqlite = (file) => ({
-    client: 'better-sqlite3',
-    connection: { filename: join(tmp, file) },
-    useNullAsDefault: true,
-  });
-  /**
-   * @param {'pg' | 'mysql2'} client
-   * @param {string} url
-   * @returns {import('knex').Knex.Config}
-   */
-  const server = (client, url) => ({ client, connection: url, pool: { min: 0, max: poolMax } });
+/** @type {Scenario[]} */
+const overhead = [
+  // The targets. a-…: a route that never touches the database, app.use(withDb) against a
+  // middleware that only passes the request on (what any middleware costs the framework is not
+  // knex-scope's). b-…: one SELECT in a transaction, through the lazy session against a
+  // hand-written knex.transaction().
+  ...['express', 'express4', 'koa'].map((framework) => ({
+    name: `a-${framework}`,
+    title: `${label(framework)}, route without database: withDb against a no-op middleware`,
+    target: 0.99,
+    a: side(framework, { middleware: 'noop', route: 'plain' }),
+    b: side(framework, { middleware: 'withDb', route: 'plain' }),
+  })),
+  .../** @type {const} */ (['sqlite', 'postgres', 'mariadb']).map((database) => ({
+    name: `b-${database}`,
+    title: `Express 5, SELECT 1 in a transaction, ${label(database)}: req.db.session against knex.transaction()`,
+    target: 0.97,
+    a: side('express', { route: 'knex', database }),
+    b: side('express', { middleware: 'withDb', route: 'scope', database }),
+  })),
 
-  /** @type {Scenario[]} */
-  const scenarios = [
-    {
-      name: 'a-express',
-      title: 'Express 5, route without database',
-      path: '/plain',
-      target: 0.98,
-      a: {
-        label: 'no knex-scope',
-        side: { framework: 'express', variant: 'plain', connection: sqlite('plain-1.sqlite') },
-      },
-      b: {
-        label: 'app.use(withDb)',
-        side: { framework: 'express', variant: 'withDb', connection: sqlite('a-express.sqlite') },
-      },
-    },
-    {
-      name: 'a-koa',
-      title: 'Koa 3, route without database',
-      path: '/plain',
-      target: 0.98,
-      a: {
-        label: 'no knex-scope',
-        side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-2.sqlite') },
-      },
-      b: {
-        label: 'app.use(withDb)',
-        side: { framework: 'koa', variant: 'withDb', connection: sqlite('a-koa.sqlite') },
-      },
-    },
-    ...[
-      /** @type {const} */ (['sqlite', 'SQLite (better-sqlite3, temp file)']),
-      /** @type {const} */ (['postgres', 'PostgreSQL']),
-      /** @type {const} */ (['mariadb', 'MariaDB']),
-    ].map(([database, title]) => {
-      /** @param {string} variant */
-      const connection = (variant) =>
-        database === 'sqlite'
-          ? sqlite(`b-${variant}.sqlite`)
-          : server(database === 'postgres' ? 'pg' : 'mysql2', servers[database]);
-      /** @type {Scenario} */
-      const scenario = {
-        name: `b-${database}`,
-        title: `Express 5, SELECT 1 in a transaction, ${title}`,
-        path: '/select',
-        target: 0.97,
-        a: {
-          label: 'knex.transaction',
-          side: { framework: 'express', variant: 'knex', connection: connection('knex') },
-        },
-        b: {
-          label: 'req.db.session',
-          side: { framework: 'express', variant: 'scope', connection: connection('scope') },
-        },
-      };
-      if (database !== 'sqlite') scenario.needs = database;
-      return scenario;
+  // Diagnostics (--diagnose): the method's own spread, what one middleware costs the framework
+  // (the floor under a-…), and what the currentDb option costs (Node 20's AsyncLocalStorage).
+  {
+    name: 'c-twin',
+    title: 'Express 5, route without database, two identical apps: the method’s own spread',
+    a: side('express', { route: 'plain' }),
+    b: side('express', { route: 'plain' }),
+  },
+  ...['express', 'koa'].map((framework) => ({
+    name: `d-${framework}-noop`,
+    title: `${label(framework)}, route without database: a no-op middleware against none`,
+    a: side(framework, { route: 'plain' }),
+    b: side(framework, { middleware: 'noop', route: 'plain' }),
+  })),
+  ...['express', 'koa'].map((framework) => ({
+    name: `d-${framework}-context`,
+    title: `${label(framework)}, route without database: withDb with currentDb: true against a no-op middleware`,
+    a: side(framework, { middleware: 'noop', route: 'plain' }),
+    b: side(framework, { middleware: 'withDb', route: 'plain', currentDb: true }),
+  })),
+  {
+    name: 'd-sqlite-context',
+    title: 'Express 5, SELECT 1 in a transaction, SQLite: req.db.session with currentDb: true',
+    a: side('express', { route: 'knex' }),
+    b: side('express', { middleware: 'withDb', route: 'scope', currentDb: true }),
+  },
+];
+
+/**
+ * @typedef {{
+ *   name: string;
+ *   url: string;
+ *   app: (url: string, poolMax: number) => import('knex').Knex.Config;
+ *   admin: (url: string) => import('knex').Knex.Config;
+ *   prepare?: (admin: import('knex').Knex, url: string) => Promise<void>;
+ *   killAll: (admin: import('knex').Knex) => Promise<number>;
+ *   cleanup?: (admin: import('knex').Knex) => Promise<void>;
+ * }} RecoveryTarget
+ * app:     the config of the app under test (it must be told apart from the admin connection)
+ * admin:   the connection that creates the table, kills, and counts rows afterwards
+ * killAll: kills every connection of the app now; resolves to how many there were
+ */
+
+/** The app's application_name on PostgreSQL, which pg_stat_activity shows for each of its backends. */
+const pgAppName = `knex-scope-bench-recovery-${process.pid}`;
+/** The app's user on MariaDB: KILL CONNECTION USER ends every connection it has, and only those. */
+const mariadbUser = 'knex_scope_recovery';
+
+/** @type {RecoveryTarget[]} */
+const recovery = [
+  {
+    name: 'postgres',
+    url: servers.postgres,
+    app: (url, poolMax) => ({
+      client: 'pg',
+      connection: { connectionString: url, application_name: pgAppName },
+      pool: { min: 0, max: poolMax },
     }),
-  ];
-
-  // Attribution (--diagnose): what any middleware costs the framework (the floor under the a-…
-  // targets), and what the `currentDb` option costs (Node 20's AsyncLocalStorage).
-  /** @type {Scenario[]} */
-  const diagnostics = [
-    {
-      name: 'd-express-noop',
-      title: 'Express 5, route without database: a middleware that only calls next()',
-      path: '/plain',
-      target: 0,
-      a: {
-        label: 'no middleware',
-        side: { framework: 'express', variant: 'plain', connection: sqlite('plain-3.sqlite') },
-      },
-      b: {
-        label: 'no-op middleware',
-        side: {
-          framework: 'express',
-          variant: 'plain',
-          noop: true,
-          connection: sqlite('plain-4.sqlite'),
-        },
-      },
+    admin: (url) => ({
+      client: 'pg',
+      connection: { connectionString: url, application_name: `${pgAppName}-admin` },
+      pool: { min: 0, max: 1 },
+    }),
+    killAll: async (admin) => {
+      const { rows } = await admin.raw(
+        'select count(*)::int as n from (select pg_terminate_backend(pid) from pg_stat_activity ' +
+          'where application_name = ? and pid <> pg_backend_pid()) killed',
+        [pgAppName],
+      );
+      return rows[0].n;
     },
-    {
-      name: 'd-express-scope',
-      title: 'Express 5, route without database: app.use(withDb) against a no-op middleware',
-      path: '/plain',
-      target: 0,
-      a: {
-        label: 'no-op middleware',
-        side: {
-          framework: 'express',
-          variant: 'plain',
-          noop: true,
-          connection: sqlite('plain-5.sqlite'),
+  },
+  {
+    name: 'mariadb',
+    url: servers.mariadb,
+    app: (url, poolMax) => {
+      const { hostname, port, pathname } = new URL(url);
+      return {
+        client: 'mysql2',
+        connection: {
+          host: hostname,
+          port: Number(port || 3306),
+          user: mariadbUser,
+          password: '',
+          database: decodeURIComponent(pathname.slice(1)),
         },
-      },
-      b: {
-        label: 'app.use(withDb)',
-        side: { framework: 'express', variant: 'withDb', connection: sqlite('d-scope.sqlite') },
-      },
+        pool: { min: 0, max: poolMax },
+      };
     },
-    {
-      name: 'd-koa-noop',
-      title: 'Koa 3, route without database: a middleware that only calls next()',
-      path: '/plain',
-      target: 0,
-      a: {
-        label: 'no middleware',
-        side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-6.sqlite') },
-      },
-      b: {
-        label: 'no-op middleware',
-        side: {
-          framework: 'koa',
-          variant: 'plain',
-          noop: true,
-          connection: sqlite('plain-7.sqlite'),
-        },
-      },
+    admin: (url) => ({ client: 'mysql2', connection: url, pool: { min: 0, max: 1 } }),
+    prepare: async (admin, url) => {
+      const name = decodeURIComponent(new URL(url).pathname.slice(1));
+      await admin.raw(`create user if not exists '${mariadbUser}'@'%'`);
+      await admin.raw(`grant all on \`${name}\`.* to '${mariadbUser}'@'%'`);
     },
-    {
-      name: 'd-express-context',
-      title: 'Express 5, route without database, withDb(config, { currentDb: true })',
-      path: '/plain',
-      target: 0,
-      a: {
-        label: 'no knex-scope',
-        side: { framework: 'express', variant: 'plain', connection: sqlite('plain-8.sqlite') },
-      },
-      b: {
-        label: 'currentDb: true',
-        side: {
-          framework: 'express',
-          variant: 'withDb',
-          currentDb: true,
-          connection: sqlite('d-express.sqlite'),
-        },
-      },
+    killAll: async (admin) => {
+      const [rows] = await admin.raw(
+        'select count(*) as n from information_schema.processlist where user = ?',
+        [mariadbUser],
+      );
+      await admin.raw('kill connection user ?', [mariadbUser]);
+      return Number(rows[0].n);
     },
-    {
-      name: 'd-koa-context',
-      title: 'Koa 3, route without database, withDb(config, { currentDb: true })',
-      path: '/plain',
-      target: 0,
-      a: {
-        label: 'no knex-scope',
-        side: { framework: 'koa', variant: 'plain', connection: sqlite('plain-9.sqlite') },
-      },
-      b: {
-        label: 'currentDb: true',
-        side: {
-          framework: 'koa',
-          variant: 'withDb',
-          currentDb: true,
-          connection: sqlite('d-koa.sqlite'),
-        },
-      },
+    cleanup: async (admin) => {
+      await admin.raw(`drop user if exists '${mariadbUser}'@'%'`);
     },
-    {
-      name: 'd-sqlite-context',
-      title: 'SELECT 1, SQLite, withDb(config, { currentDb: true })',
-      path: '/select',
-      target: 0,
-      a: {
-        label: 'knex.transaction',
-        side: { framework: 'express', variant: 'knex', connection: sqlite('d-knex.sqlite') },
-      },
-      b: {
-        label: 'currentDb: true',
-        side: {
-          framework: 'express',
-          variant: 'scope',
-          currentDb: true,
-          connection: sqlite('d-context.sqlite'),
-        },
-      },
-    },
-  ];
-  return { scenarios, diagnostics };
-}
+  },
+];
 
 /**
- * A side's server number `index`: SQLite sides get a database file each.
- * @param {BenchSide} side
- * @param {number} index
- * @returns {BenchSide}
+ * @param {string} framework
+ * @param {Omit<Side, 'framework'>} rest
+ * @returns {Side}
  */
-function instance(side, index) {
-  const connection = /** @type {{ connection?: { filename?: string } } | undefined} */ (
-    side.connection
-  )?.connection;
-  if (side.connection === undefined || typeof connection?.filename !== 'string') return side;
-  return {
-    ...side,
-    connection: {
-      ...side.connection,
-      connection: { filename: connection.filename.replace(/\.sqlite$/, `-${index}.sqlite`) },
-    },
-  };
+function side(framework, rest) {
+  return /** @type {Side} */ ({ framework, ...rest });
+}
+
+/** @param {string} name */
+function label(name) {
+  return (
+    {
+      express: 'Express 5',
+      express4: 'Express 4',
+      koa: 'Koa 3',
+      koa2: 'Koa 2',
+      sqlite: 'SQLite (better-sqlite3, temp file)',
+      postgres: 'PostgreSQL',
+      mariadb: 'MariaDB',
+    }[name] ?? name
+  );
 }
 
 /**
- * The scenarios `only` (a comma-separated list, `--only`) names, from `all`, diagnostics included;
- * `defaults` when it is empty. A name that is no scenario's is an error, not an empty run that
- * reports every target met.
- * @template {{ name: string }} S
- * @param {string} only
- * @param {S[]} all
- * @param {S[]} defaults
+ * The rows of `table` that `only` (a comma-separated list, `--only`) names; without `only`, the
+ * rows with a target, and the others too if `all`. A name that is no row's is an error, not an
+ * empty run that reports every target met.
+ * @template {{ name: string; target?: number }} S
+ * @param {S[]} rows
+ * @param {{ only: string; all: boolean }} choice
  * @returns {S[]}
  */
-function selectScenarios(only, all, defaults) {
-  if (only === '') return defaults;
+function selectScenarios(rows, { only, all }) {
+  if (only === '') return rows.filter((row) => all || row.target !== undefined);
   const names = only.split(',');
-  const unknown = names.filter((name) => !all.some((scenario) => scenario.name === name));
+  const unknown = names.filter((name) => !rows.some((row) => row.name === name));
   if (unknown.length > 0) {
     throw new Error(
-      `--only: no scenario named ${unknown.join(', ')}; there are ${all.map((s) => s.name).join(', ')}`,
+      `--only: no scenario named ${unknown.join(', ')}; there are ${rows.map((r) => r.name).join(', ')}`,
     );
   }
-  return all.filter((scenario) => names.includes(scenario.name));
+  return rows.filter((row) => names.includes(row.name));
 }
 
-module.exports = { benchScenarios, instance, selectScenarios };
+/**
+ * The URL of a server the scenario needs that does not answer, or undefined if it can run.
+ * @param {Scenario} scenario
+ * @returns {Promise<string | undefined>}
+ */
+async function missingServer(scenario) {
+  for (const database of [scenario.a.database, scenario.b.database]) {
+    if (database !== 'postgres' && database !== 'mariadb') continue;
+    if (!(await answers(servers[database]))) return servers[database];
+  }
+  return undefined;
+}
+
+module.exports = { missingServer, overhead, recovery, selectScenarios };

@@ -1,126 +1,27 @@
 // @ts-check
 'use strict';
-// One side of an overhead benchmark, run by scripts/bench/overhead.js in a process of its own so
-// that the load generator and the server do not share a CPU. It listens on an ephemeral port and
-// answers its parent's messages:
-//   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries
+// One side of an overhead scenario served over HTTP, in a process of its own (started by side.js
+// for instructions.js and overhead.js) so that the load generator and the server do not share an
+// event loop. It listens on an ephemeral port and answers its parent's messages:
+//   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries, collections
 //   { type: 'settle' } → answers once no request is in flight and the pool is idle (at most 5 s)
-//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, acquires, queries, majorGcs, markedDuring, poolUsed,
-//                          poolPending }  (majorGcs: V8's mark-compact collections since reset;
-//                          markedDuring: whether incremental marking ran at any time since)
+//   { type: 'stats' }  → { type: 'stats', cpuUs, requests, errors, acquires, queries, majorGcs,
+//                          markedDuring, poolUsed, poolPending }  (majorGcs: V8's mark-compact
+//                          collections since reset; markedDuring: whether incremental marking ran
+//                          at any time since)
 //   { type: 'stop' }   → closes the server and the pool, then exits
-// The side is given as JSON in argv[2]: { framework, variant, connection? } (see BenchSide).
+// argv[2] is the side as JSON (apps.js), argv[3] pool.max.
 const http = require('node:http');
 const v8 = require('node:v8');
-const { knex: createKnex } = require('knex');
-const { withDb } = require('knex-scope');
+const { createApp } = require('./apps');
 
-/**
- * @typedef {{
- *   framework: 'express' | 'koa';
- *   variant: 'plain' | 'withDb' | 'scope' | 'knex';
- *   noop?: boolean;
- *   currentDb?: boolean;
- *   connection?: import('knex').Knex.Config | undefined;
- * }} BenchSide
- *
- * plain:  no knex-scope, GET /plain answers { ok: true } without touching the database; with a
- *         connection the process holds a Knex instance all the same, as an app with a database does
- * withDb: app.use(withDb(config)), the same GET /plain
- * scope:  app.use(withDb(config)), GET /select: `const s = await req.db.session`, SELECT 1, commit
- * knex:   no knex-scope, GET /select: SELECT 1 in `knex.transaction(async (trx) => …)`
- * noop:      a middleware that only calls next(): what any middleware costs the framework
- * currentDb: (withDb and scope) withDb(config, { currentDb: true }): every request in an
- *            AsyncLocalStorage, which Node 20 makes every promise of the process pay for
- */
-
-/** @type {BenchSide} */
+/** @type {import('./apps').Side} */
 const side = JSON.parse(process.argv[2] ?? '{}');
+const app = createApp(side, { poolMax: Number(process.argv[3] ?? 10) });
+const { pool, counters } = app;
 
-/** @type {import('knex-scope').Db | undefined} */
-let db;
-/** @type {import('knex').Knex | undefined} */
-let knex;
-if (side.variant === 'plain' || side.variant === 'knex') {
-  if (side.connection !== undefined) knex = createKnex(side.connection);
-  else if (side.variant === 'knex') throw new Error('knex needs a connection');
-} else {
-  if (side.connection === undefined) throw new Error(`${side.variant} needs a connection`);
-  db = withDb(side.connection, { currentDb: side.currentDb === true });
-  knex = db.knex;
-}
-
-const pool = /** @type {import('tarn').Pool<unknown> | undefined} */ (
-  knex === undefined ? undefined : /** @type {{ pool?: unknown }} */ (knex.client).pool
-);
-let acquires = 0;
-let queries = 0;
+const server = http.createServer(app.listener);
 let requests = 0;
-let errors = 0;
-pool?.on('acquireSuccess', () => {
-  acquires++;
-});
-knex?.on('query', () => {
-  queries++;
-});
-
-/** @returns {http.RequestListener} */
-function expressApp() {
-  const express = require('express');
-  const app = express();
-  app.disable('x-powered-by');
-  app.disable('etag');
-  if (side.noop === true) app.use((_req, _res, next) => next());
-  if (db !== undefined) app.use(db);
-  app.get('/plain', (_req, res) => {
-    res.json({ ok: true });
-  });
-  if (side.variant === 'scope') {
-    app.get('/select', async (req, res) => {
-      const s = await req.db.session;
-      const rows = await s.select(s.raw('1 as one'));
-      await s.commit();
-      res.json(rows);
-    });
-  }
-  if (side.variant === 'knex') {
-    const root = /** @type {import('knex').Knex} */ (knex);
-    app.get('/select', async (_req, res) => {
-      const rows = await root.transaction(async (trx) => trx.select(trx.raw('1 as one')));
-      res.json(rows);
-    });
-  }
-  // autocannon ends a round by closing its connections, requests in flight included: their scopes
-  // end with the client (as they should) and the handlers' next query fails with ScopeClosedError.
-  // Answer quietly instead of logging every such stack, as Express's default handler would.
-  /**
-   * @param {unknown} _error
-   * @param {import('express').Request} _req
-   * @param {import('express').Response} res
-   * @param {import('express').NextFunction} _next
-   */
-  const onError = (_error, _req, res, _next) => {
-    errors++;
-    res.status(500).end();
-  };
-  app.use(onError);
-  return app;
-}
-
-/** @returns {http.RequestListener} */
-function koaApp() {
-  const Koa = require('koa');
-  const app = new Koa();
-  if (side.noop === true) app.use((_ctx, next) => next());
-  if (db !== undefined) app.use(db);
-  app.silent = true;
-  app.use((ctx) => {
-    if (ctx.path === '/plain') ctx.body = { ok: true };
-  });
-  return app.callback();
-}
-
-const server = http.createServer(side.framework === 'koa' ? koaApp() : expressApp());
 let inFlight = 0;
 server.on('request', (_req, res) => {
   requests++;
@@ -162,9 +63,7 @@ function readCollections() {
 async function settle() {
   const deadline = Date.now() + 5_000;
   const busy = () =>
-    inFlight > 0 ||
-    (pool !== undefined &&
-      pool.numUsed() + pool.numPendingAcquires() + pool.numPendingCreates() > 0);
+    inFlight > 0 || pool.numUsed() + pool.numPendingAcquires() + pool.numPendingCreates() > 0;
   while (busy() && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -178,8 +77,7 @@ async function stop() {
   await settle();
   server.closeAllConnections();
   await closed;
-  if (db !== undefined) await db.destroy();
-  else await knex?.destroy();
+  await app.close();
   process.disconnect?.();
 }
 
@@ -188,9 +86,9 @@ const send = (/** @type {unknown} */ message) => process.send?.(message);
 process.on('message', (/** @type {{ type: string }} */ message) => {
   if (message.type === 'reset') {
     requests = 0;
-    errors = 0;
-    acquires = 0;
-    queries = 0;
+    counters.errors = 0;
+    counters.acquires = 0;
+    counters.queries = 0;
     readCollections();
     majorGcs = 0;
     markedDuring = marking;
@@ -203,13 +101,11 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
       type: 'stats',
       cpuUs: cpu.user + cpu.system,
       requests,
-      errors,
-      acquires,
-      queries,
+      ...counters,
       majorGcs,
       markedDuring,
-      poolUsed: pool?.numUsed() ?? 0,
-      poolPending: (pool?.numPendingAcquires() ?? 0) + (pool?.numPendingCreates() ?? 0),
+      poolUsed: pool.numUsed(),
+      poolPending: pool.numPendingAcquires() + pool.numPendingCreates(),
     });
   } else if (message.type === 'settle') {
     settle().then(() => send({ type: 'settle' }));
@@ -224,7 +120,7 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
 process.on('disconnect', () => {
   server.close();
   server.closeAllConnections();
-  void (db?.destroy() ?? knex?.destroy());
+  void app.close();
 });
 
 server.listen(0, '127.0.0.1', () => {

@@ -1,8 +1,8 @@
 // @ts-check
 'use strict';
-// Starts one side of an overhead benchmark, scripts/bench/server.js, in a child process of its
-// own and talks to it over IPC; shared by scripts/bench/overhead.js and
-// scripts/bench/instructions.js.
+// Starting the benchmarks' servers: a child process that listens on an ephemeral port, says
+// { type: 'ready', port } over IPC, answers messages by type, and exits on { type: 'stop' }.
+// server.js (the overhead scenarios' sides) and recovery.js's app are such children.
 const { execFileSync, fork } = require('node:child_process');
 const { join } = require('node:path');
 
@@ -21,17 +21,18 @@ function pinTo(pid, cpu) {
 }
 
 /**
- * A bench-server.js child.
- * @param {import('./server').BenchSide} side
- * @param {{ cpu?: number | undefined; execPath?: string; execArgv?: string[] }} [options]
- *   cpu: pin the child to this CPU once it listens; execPath and execArgv: run it under another
- *   program (valgrind), as child_process.fork does: `execPath ...execArgv bench-server.js side`
+ * Forks `file` with `args` and waits until it listens.
+ * @param {string} file
+ * @param {string[]} args
+ * @param {{ execPath?: string | undefined; execArgv?: string[] | undefined }} [options]
+ *   run it under another program (valgrind), as child_process.fork does:
+ *   `execPath ...execArgv file ...args`
  * @example
- *   const server = await startSide({ framework: 'koa', variant: 'plain' }, { cpu: 1 });
- *   await server.reset(); … ; const { requests, cpuUs } = await server.stats(); await server.stop();
+ *   const child = await startChild(__filename, ['--serve', spec]);
+ *   const stats = await child.ask('stats'); await child.stop();
  */
-async function startSide(side, options = {}) {
-  const child = fork(join(__dirname, 'server.js'), [JSON.stringify(side)], {
+async function startChild(file, args, options = {}) {
+  const child = fork(file, args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     ...(options.execPath === undefined ? {} : { execPath: options.execPath }),
     ...(options.execArgv === undefined ? {} : { execArgv: options.execArgv }),
@@ -46,31 +47,33 @@ async function startSide(side, options = {}) {
   const exited = new Promise((resolve) => {
     child.once('exit', (code) => {
       for (const [type, pending] of waiting) {
-        pending.reject(new Error(`bench server exited (${code}) before answering ${type}`));
+        pending.reject(new Error(`${file} exited (${code}) before answering ${type}`));
       }
       waiting.clear();
       resolve(code);
     });
   });
   /**
+   * Sends { type } (unless `sendIt` is false) and resolves to the child's answer of that type.
    * @param {string} type
    * @param {boolean} [sendIt]
    * @returns {Promise<any>}
    */
   const ask = (type, sendIt = true) =>
     new Promise((resolve, reject) => {
+      if (child.exitCode !== null) {
+        reject(new Error(`${file} exited (${child.exitCode}) before answering ${type}`));
+        return;
+      }
       waiting.set(type, { resolve, reject });
       if (sendIt) child.send({ type });
     });
   const { port } = await ask('ready', false);
-  if (options.cpu !== undefined) pinTo(child.pid, options.cpu);
   return {
     pid: /** @type {number} */ (child.pid),
-    url: `http://127.0.0.1:${port}`,
-    reset: () => ask('reset'),
-    settle: () => ask('settle'),
-    /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; majorGcs: number; markedDuring: boolean; poolUsed: number; poolPending: number }>} */
-    stats: () => ask('stats'),
+    /** @type {number} */
+    port,
+    ask,
     stop: async () => {
       if (child.connected) child.send({ type: 'stop' });
       await exited;
@@ -78,4 +81,31 @@ async function startSide(side, options = {}) {
   };
 }
 
-module.exports = { pinTo, startSide };
+/**
+ * One side of an overhead scenario, served over HTTP by server.js.
+ * @param {import('./apps').Side} side
+ * @param {{ poolMax: number; cpu?: number | undefined; execPath?: string; execArgv?: string[] }} options
+ *   cpu: pin the server to this CPU once it listens; execPath and execArgv: see startChild
+ * @example
+ *   const server = await startSide({ framework: 'koa', route: 'plain' }, { poolMax: 10, cpu: 1 });
+ *   await server.reset(); … ; const { requests, cpuUs } = await server.stats(); await server.stop();
+ */
+async function startSide(side, options) {
+  const child = await startChild(
+    join(__dirname, 'server.js'),
+    [JSON.stringify(side), String(options.poolMax)],
+    options,
+  );
+  if (options.cpu !== undefined) pinTo(child.pid, options.cpu);
+  return {
+    pid: child.pid,
+    url: `http://127.0.0.1:${child.port}`,
+    reset: () => child.ask('reset'),
+    settle: () => child.ask('settle'),
+    /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; majorGcs: number; markedDuring: boolean; poolUsed: number; poolPending: number }>} */
+    stats: () => child.ask('stats'),
+    stop: child.stop,
+  };
+}
+
+module.exports = { pinTo, startChild, startSide };

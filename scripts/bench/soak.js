@@ -22,8 +22,9 @@
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { withDb } = require('knex-scope');
-const { servers } = require('../probe-databases');
+const { databaseConfig, loadFramework, loadKnexScope } = require('./apps');
+const { listOption, numberOption } = require('./options');
+const { machine } = require('./report');
 const {
   AbortProbe,
   createExpressSoakApp,
@@ -38,27 +39,14 @@ const {
   unexpectedOutcomes,
 } = require('./soak-apps');
 
-/**
- * @param {string} name
- * @param {string} env
- * @param {string} fallback
- */
-function option(name, env, fallback) {
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag?.slice(name.length + 3) ?? process.env[env] ?? fallback;
-}
-
-const requests = Number(option('requests', 'SOAK_REQUESTS', '12000'));
-const concurrency = Number(option('concurrency', 'SOAK_CONCURRENCY', '50'));
-const warmup = Number(option('warmup', 'SOAK_WARMUP', '2000'));
-const poolMax = Number(option('pool', 'SOAK_POOL', '10'));
-const abortDelayMs = Number(option('abort-delay', 'SOAK_ABORT_DELAY', '50'));
-const heapLimitMb = Number(option('heap-mb', 'SOAK_HEAP_MB', '10'));
-const frameworks = option('frameworks', 'SOAK_FRAMEWORKS', 'express,koa').split(',');
-const databaseNames = option('databases', 'SOAK_DATABASES', 'postgres,mariadb').split(',');
-
-// express4 and koa2 are Express 4 and Koa 2 installed under aliases, typed like the current majors.
-const loadAlias = (/** @type {string} */ name) => require(name);
+const requests = numberOption('requests', 'SOAK_REQUESTS', 12000);
+const concurrency = numberOption('concurrency', 'SOAK_CONCURRENCY', 50);
+const warmup = numberOption('warmup', 'SOAK_WARMUP', 2000);
+const poolMax = numberOption('pool', 'SOAK_POOL', 10);
+const abortDelayMs = numberOption('abort-delay', 'SOAK_ABORT_DELAY', 50);
+const heapLimitMb = numberOption('heap-mb', 'SOAK_HEAP_MB', 10);
+const frameworks = listOption('frameworks', 'SOAK_FRAMEWORKS', 'express,koa');
+const databaseNames = listOption('databases', 'SOAK_DATABASES', 'postgres,mariadb');
 
 const gc = /** @type {(() => void) | undefined} */ (/** @type {any} */ (globalThis).gc);
 
@@ -70,21 +58,11 @@ let sqliteDir;
  * @returns {import('knex').Knex.Config}
  */
 function configFor(name) {
-  if (name === 'sqlite') {
-    sqliteDir ??= mkdtempSync(join(tmpdir(), 'knex-scope-soak-'));
-    return {
-      client: 'better-sqlite3',
-      connection: { filename: join(sqliteDir, 'soak.sqlite') },
-      useNullAsDefault: true,
-    };
-  }
-  const url =
-    name === 'postgres' || name === 'mariadb'
-      ? servers[name]
-      : (() => {
-          throw new Error(`unknown database ${name} (postgres, mariadb or sqlite)`);
-        })();
-  return { client: name === 'postgres' ? 'pg' : 'mysql2', connection: url, pool: { max: poolMax } };
+  sqliteDir ??= mkdtempSync(join(tmpdir(), 'knex-scope-soak-'));
+  return databaseConfig(/** @type {import('./apps').Database} */ (name), {
+    dir: sqliteDir,
+    poolMax,
+  });
 }
 
 /** @returns {{ label: string; config: import('knex').Knex.Config | string }[]} */
@@ -119,13 +97,13 @@ const mb = (/** @type {number} */ bytes) => (bytes / 1024 / 1024).toFixed(2);
 function appFor(framework, db, table, probe) {
   if (framework === 'express' || framework === 'express4') {
     /** @type {typeof import('express')} */
-    const express = framework === 'express4' ? loadAlias('express4') : require('express');
+    const express = loadFramework(framework);
     const { app, stats } = createExpressSoakApp(db, { table, probe, express, abortDelayMs });
     return { listener: /** @type {import('node:http').RequestListener} */ (app), stats };
   }
   if (framework === 'koa' || framework === 'koa2') {
     /** @type {typeof import('koa')} */
-    const Koa = framework === 'koa2' ? loadAlias('koa2') : require('koa');
+    const Koa = loadFramework(framework);
     const { app, stats } = createKoaSoakApp(db, { table, probe, Koa, abortDelayMs });
     return { listener: app.callback(), stats };
   }
@@ -139,7 +117,7 @@ function appFor(framework, db, table, probe) {
  * @returns {Promise<string[]>}
  */
 async function soak(framework, database) {
-  const db = withDb(database.config);
+  const db = loadKnexScope().withDb(database.config);
   const table = `soak_${framework}_${process.pid}`;
   /** @type {string[]} */
   const failures = [];
@@ -250,8 +228,7 @@ async function soak(framework, database) {
 async function main() {
   const started = Date.now();
   console.log(
-    `knex-scope soak: node ${process.version}, ${require('node:os').availableParallelism()} cores, ` +
-      `pool.max ${poolMax}, frameworks ${frameworks.join(', ')}`,
+    `knex-scope soak: ${machine()}, ` + `pool.max ${poolMax}, frameworks ${frameworks.join(', ')}`,
   );
   if (gc === undefined) console.log('(no --expose-gc: the heap check will fail)');
   /** @type {string[]} */
