@@ -1,10 +1,10 @@
 // @ts-check
 'use strict';
 // The apps the overhead benchmarks compare: one side of a scenario (scenarios.js) is one app with
-// one route, GET /, built here as a Node request listener, whether it is then served over HTTP
-// (server.js, for instructions.js and overhead.js) or handed fabricated requests in-process
-// (layer.js). A new framework is a new case in `createApp`; a new kind of route or middleware, a
-// new value of `route` or `middleware` handled in each framework's builder.
+// one route, GET /, built here as a Node request listener, which server.js serves over HTTP or
+// hands fabricated requests in-process (drive.js). A new framework is a new case in `createApp`;
+// a new kind of route or middleware, a new value of `route` or `middleware` handled in each
+// framework's builder.
 const { mkdtempSync, rmSync } = require('node:fs');
 const os = require('node:os');
 const { join, resolve } = require('node:path');
@@ -24,8 +24,8 @@ const { servers } = require('../probe-databases');
  * framework   express and koa are Express 5 and Koa 3; express4 and koa2 the older majors, installed
  *             under those aliases
  * middleware  what `app.use()` gets before the route: nothing (undefined), a middleware that only
- *             passes the request on (`(req, res, next) => next()`, Koa `(ctx, next) => next()`),
- *             or `withDb(config)`
+ *             passes the request on (`(req, res, next) => next()`, Koa `async (ctx, next) =>
+ *             next()`), or `withDb(config)`
  * route       plain: answers { ok: true } without touching the database
  *             knex:  SELECT 1 in a hand-written `knex.transaction(async (trx) => …)`
  *             scope: SELECT 1 through `const s = await req.db.session` (`ctx.db`), then commit;
@@ -231,7 +231,7 @@ function koaApp(side, { db, knex, counters }) {
     counters.errors++;
   });
   if (side.middleware === 'noop') {
-    app.use((/** @type {unknown} */ _ctx, /** @type {() => Promise<void>} */ next) => next());
+    app.use(async (/** @type {unknown} */ _ctx, /** @type {() => Promise<void>} */ next) => next());
   }
   if (db !== undefined) app.use(db);
   app.use(async (/** @type {import('koa').Context} */ ctx) => {

@@ -1,6 +1,6 @@
 // @ts-check
 'use strict';
-// How the instruction benchmarks (instructions.js, layer.js) run Node under callgrind.
+// How instructions.js runs Node under callgrind.
 const { execFileSync } = require('node:child_process');
 
 /**

@@ -9,6 +9,8 @@
 //
 //   npm run build && node scripts/bench/instructions.js          # the targets, about 45 minutes
 //   node scripts/bench/instructions.js --only=a-express,b-postgres --procs=2
+//   node scripts/bench/instructions.js --in-process --only=a-express --sides=b   # to compare builds:
+//   BENCH_PACKAGE=.tmp/builds/x node scripts/bench/instructions.js --in-process --only=a-express --sides=b
 //
 // Each side, on its own: the server under `valgrind --tool=callgrind --instr-atstart=no`, running
 // `node --single-threaded --no-memory-reducer` (callgrind.js); `--warmup` rounds of `--requests`
@@ -20,8 +22,16 @@
 // the rounds that held none and no incremental marking either (`cleanMean`); the mean over all
 // rounds is printed beside it.
 //
+// `--in-process` counts the same apps without HTTP: the server handles each round's requests as
+// fabricated request/response pairs, one after the other (drive.js), so no parser, socket or
+// event-loop turn between requests is counted. Its clean rounds repeat to a few hundred
+// instructions where the HTTP rounds of two processes differ by 1 %: the way to compare two
+// versions of the code (BENCH_PACKAGE); the targets are checked over HTTP.
+//
 // Options (flags or environment):
 //   --only=LIST      BENCH_ONLY         scenarios (default: those with a target); --diagnose: all
+//   --in-process                        requests without HTTP (above)
+//   --sides=a,b      BENCH_SIDES        which sides to count (default both; B alone to compare builds)
 //   --requests=N     BENCH_REQUESTS     requests per round (default 1000)
 //   --rounds=N       BENCH_ROUNDS       counted rounds (default 16)
 //   --warmup=N       BENCH_WARMUP       warm-up rounds, not counted (default 10)
@@ -45,7 +55,7 @@ const { join } = require('node:path');
 const autocannon = require('autocannon');
 const { describeSide } = require('./apps');
 const { requireValgrind, valgrindArgs } = require('./callgrind');
-const { flag, numberOption, option } = require('./options');
+const { flag, listOption, numberOption, option } = require('./options');
 const { k, machine, markdownTable, writeJson } = require('./report');
 const { missingServer, overhead, selectScenarios } = require('./scenarios');
 const { startSide } = require('./side');
@@ -56,6 +66,8 @@ const warmup = numberOption('warmup', 'BENCH_WARMUP', 10);
 const connections = numberOption('connections', 'BENCH_CONNECTIONS', 16);
 const procs = numberOption('procs', 'BENCH_PROCS', 1);
 const poolMax = numberOption('pool', 'BENCH_POOL', 10);
+const inProcess = flag('in-process');
+const sides = listOption('sides', 'BENCH_SIDES', 'a,b');
 
 /**
  * @typedef {{ instructions: number; requests: number; perRequest: number; majorGcs: number; marked: boolean; acquires: number; queries: number; errors: number }} Count
@@ -84,6 +96,10 @@ async function countProcess(side, name) {
   /** @param {string} what */
   const control = (what) => execFileSync('callgrind_control', [what, pid], { stdio: 'ignore' });
   const load = async () => {
+    if (inProcess) {
+      const { failed } = await server.drive(requests);
+      return { non2xx: failed, errors: 0, timeouts: 0 };
+    }
     const result = await autocannon({ url: `${server.url}/`, connections, amount: requests });
     await server.settle();
     return result;
@@ -168,9 +184,10 @@ async function main() {
     all: flag('diagnose'),
   });
   console.log(
-    `knex-scope instruction benchmark: ${machine()}; under callgrind, ${procs} server process(es) ` +
+    `knex-scope instruction benchmark${inProcess ? ', in-process' : ''} (${process.env.BENCH_PACKAGE || 'dist'}): ` +
+      `${machine()}; under callgrind, ${procs} server process(es) ` +
       `per side, each ${rounds} counted rounds × ${requests} requests after ${warmup} warm-up rounds, ` +
-      `${connections} connections; pool.max ${poolMax} on PostgreSQL/MariaDB\n`,
+      `${inProcess ? 'one request at a time' : `${connections} connections`}; pool.max ${poolMax} on PostgreSQL/MariaDB\n`,
   );
   /** @type {(string | number)[][]} */
   const rows = [];
@@ -189,6 +206,7 @@ async function main() {
     const side = async (which) => {
       /** @type {Count[]} */
       const all = [];
+      if (!sides.includes(which)) return all;
       for (let i = 0; i < procs; i++) {
         all.push(...(await countProcess(scenario[which], `${scenario.name}-${which}${i}`)));
       }
@@ -207,7 +225,7 @@ async function main() {
         `    B ${describeSide(scenario.b)}: ${show(b)}`,
     );
     const ratio = cleanMean(a) / cleanMean(b);
-    const met = scenario.target === undefined || ratio >= scenario.target;
+    const met = scenario.target === undefined || Number.isNaN(ratio) || ratio >= scenario.target;
     const zeroDb = scenario.b.route !== 'plain' || b.every((c) => c.acquires === 0);
     const errors = [...a, ...b].reduce((n, c) => n + c.errors, 0);
     if (!met || !zeroDb || errors > 0) failed++;
@@ -217,12 +235,13 @@ async function main() {
       k(cleanMean(a)),
       describeSide(scenario.b),
       k(cleanMean(b)),
-      `**${ratio.toFixed(4)}**`,
+      k(cleanMean(b) - cleanMean(a)),
+      Number.isNaN(ratio) ? '–' : `**${ratio.toFixed(4)}**`,
       (allRounds(a) / allRounds(b)).toFixed(4),
       `${a.filter((c) => !c.majorGcs && !c.marked).length}/${b.filter((c) => !c.majorGcs && !c.marked).length}`,
       scenario.target === undefined
         ? 'diagnostic'
-        : `≥ ${scenario.target} ${met ? 'met' : 'MISSED'}`,
+        : `≥ ${scenario.target}${Number.isNaN(ratio) ? '' : met ? ' met' : ' MISSED'}`,
     ]);
     const sum = (/** @type {(c: Count) => number} */ pick) => b.reduce((n, c) => n + pick(c), 0);
     notes.push(
@@ -240,6 +259,7 @@ async function main() {
         'A per request:',
         'B',
         'B per request:',
+        'B − A:',
         'A/B = B/A throughput:',
         'A/B, all rounds:',
         'clean rounds A/B:',
@@ -249,7 +269,16 @@ async function main() {
     )}\n`,
   );
   for (const note of notes) console.log(`- ${note}`);
-  writeJson(option('json', '', ''), { requests, rounds, warmup, connections, procs, results });
+  writeJson(option('json', '', ''), {
+    build: process.env.BENCH_PACKAGE || 'dist',
+    inProcess,
+    requests,
+    rounds,
+    warmup,
+    connections,
+    procs,
+    results,
+  });
   console.log(
     failed === 0 ? '\nall targets met' : `\n${failed} scenario(s) missed a target or had errors`,
   );

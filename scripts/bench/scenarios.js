@@ -2,8 +2,8 @@
 'use strict';
 // The scenarios of the benchmarks, one table each. To add one, add a row:
 //
-// `overhead`: what knex-scope costs per request, A against B (instructions.js over HTTP, the figure
-//   the targets are checked against; layer.js in-process; overhead.js in requests per second). A row
+// `overhead`: what knex-scope costs per request, A against B (instructions.js: over HTTP, the figure
+//   the targets are checked against, or --in-process; overhead.js: requests per second). A row
 //   is two sides (apps.js: framework, middleware, route, database, currentDb) and a target for B/A
 //   throughput (A's instructions per request over B's), or none for a diagnostic. A framework,
 //   middleware or route that apps.js does not build yet goes there first (e.g. Fastify and Hono:

@@ -5,6 +5,8 @@
 // event loop. It listens on an ephemeral port and answers its parent's messages:
 //   { type: 'reset' }  → starts counting: CPU time, requests, pool acquires, queries, collections
 //   { type: 'settle' } → answers once no request is in flight and the pool is idle (at most 5 s)
+//   { type: 'drive', n } → handles n fabricated requests in-process, without HTTP (drive.js);
+//                          answers { type: 'drive', failed } (those not answered 200)
 //   { type: 'stats' }  → { type: 'stats', cpuUs, requests, errors, acquires, queries, majorGcs,
 //                          markedDuring, poolUsed, poolPending }  (majorGcs: V8's mark-compact
 //                          collections since reset; markedDuring: whether incremental marking ran
@@ -14,6 +16,7 @@
 const http = require('node:http');
 const v8 = require('node:v8');
 const { createApp } = require('./apps');
+const { drive } = require('./drive');
 
 /** @type {import('./apps').Side} */
 const side = JSON.parse(process.argv[2] ?? '{}');
@@ -107,6 +110,10 @@ process.on('message', (/** @type {{ type: string }} */ message) => {
       poolUsed: pool.numUsed(),
       poolPending: pool.numPendingAcquires() + pool.numPendingCreates(),
     });
+  } else if (message.type === 'drive') {
+    const n = /** @type {{ n?: number }} */ (message).n ?? 0;
+    requests += n;
+    drive(app.listener, n).then((failed) => send({ type: 'drive', failed }));
   } else if (message.type === 'settle') {
     settle().then(() => send({ type: 'settle' }));
   } else if (message.type === 'stop') {

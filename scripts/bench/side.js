@@ -54,19 +54,21 @@ async function startChild(file, args, options = {}) {
     });
   });
   /**
-   * Sends { type } (unless `sendIt` is false) and resolves to the child's answer of that type.
+   * Sends { type, ...payload } (unless `sendIt` is false) and resolves to the child's answer of
+   * that type.
    * @param {string} type
    * @param {boolean} [sendIt]
+   * @param {object} [payload]
    * @returns {Promise<any>}
    */
-  const ask = (type, sendIt = true) =>
+  const ask = (type, sendIt = true, payload = {}) =>
     new Promise((resolve, reject) => {
       if (child.exitCode !== null) {
         reject(new Error(`${file} exited (${child.exitCode}) before answering ${type}`));
         return;
       }
       waiting.set(type, { resolve, reject });
-      if (sendIt) child.send({ type });
+      if (sendIt) child.send({ ...payload, type });
     });
   const { port } = await ask('ready', false);
   return {
@@ -102,6 +104,12 @@ async function startSide(side, options) {
     url: `http://127.0.0.1:${child.port}`,
     reset: () => child.ask('reset'),
     settle: () => child.ask('settle'),
+    /**
+     * Has the server handle `n` fabricated requests in-process (drive.js), without HTTP.
+     * @param {number} n
+     * @returns {Promise<{ failed: number }>}
+     */
+    drive: (n) => child.ask('drive', true, { n }),
     /** @returns {Promise<{ cpuUs: number; requests: number; errors: number; acquires: number; queries: number; majorGcs: number; markedDuring: boolean; poolUsed: number; poolPending: number }>} */
     stats: () => child.ask('stats'),
     stop: child.stop,
