@@ -49,4 +49,4 @@ async function probeDatabases() {
   }));
 }
 
-module.exports = { probeDatabases, servers };
+module.exports = { answers, probeDatabases, servers };

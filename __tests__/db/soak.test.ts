@@ -20,10 +20,10 @@ import {
   settledHandlers,
   settledPool,
   unexpectedOutcomes,
-} from '../../scripts/soak-apps';
+} from '../../scripts/bench/soak-apps';
 import { openKnex, testConfig, uniqueName } from '../helpers/database';
 
-// A short version of scripts/soak.js on every test database: a few hundred requests over real
+// A short version of scripts/bench/soak.js on every test database: a few hundred requests over real
 // HTTP mixing commits, throws, forgotten sessions, client aborts mid-transaction and routes that
 // never touch the database (and, on Fastify and Hono, the routes of a commit: 'on-success' db),
 // then nothing may be left in the pool and only the 201s may have written a row.

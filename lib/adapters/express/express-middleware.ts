@@ -1,12 +1,9 @@
-import { EventEmitter } from 'node:events';
-import { type IncomingMessage, OutgoingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Knex } from 'knex';
 import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
 import { scopeStorage } from '../../core/scope-storage';
 import type { Attach } from '../attach';
-import { endWithResponse, forgetEnd } from './end-with-response';
-import { readProperty } from './express-base';
-import { failResponse } from './fail-response';
+import { endWithResponse } from './end-with-response';
 import { Deferred } from './request-slot';
 
 declare global {
@@ -22,8 +19,8 @@ declare global {
 }
 
 /**
- * `withDb`'s fast path on Express (`RequestSlot.defer`): puts a scope that is opened on the first
- * read of `req.db`; false where it cannot, and the scope is then opened at once.
+ * `withDb`'s way on Express (`RequestSlot.defer`): puts a scope that is opened on the first read
+ * of `req.db`; false where it cannot, and the scope is then opened at once.
  */
 export type Defer = (req: object, res: ServerResponse, value: Deferred) => boolean;
 
@@ -35,11 +32,11 @@ export type ExpressHandler = (
 ) => void;
 
 /**
- * The Express adapter: one scope per request. A scope that is asked for a session is torn down
- * when the handler ends the response (`res.end`, which `res.send`, `res.json`, `res.sendFile` and
- * `res.redirect` all call) and before the response is completed, or at once when the client
- * disconnects first. On Express, a request that never reads `req.db` costs one key in
- * `res.locals`: no scope, no hook, no listener (see `requestSlot`).
+ * The Express adapter: one scope per request. A scope that is asked for a session (or for
+ * `signal`, `ended`, `aborted`) is torn down when the handler ends the response (`res.end`, which
+ * `res.send`, `res.json`, `res.sendFile` and `res.redirect` all call) and before the response is
+ * completed, or at once when the client disconnects first. A request that never asks gets no hook
+ * and no listener, and with `defer` (withDb) no scope either, only a key in `res.locals`.
  *
  * @example
  * const slot = requestSlot('db');
@@ -55,7 +52,6 @@ export function expressMiddleware(core: ScopeCore, attach: Attach, defer?: Defer
       else ready.then(() => scopeStorage.run(scope, next), next);
     };
   }
-  // A route that never reads req.db then costs a key in res.locals and nothing else.
   const deferred = new Deferred((res) => scopeControl.open(core, undefined, watchResponse, res));
   return function knexScope(req, res, next) {
     if (defer?.(req, res, deferred)) {
@@ -78,52 +74,14 @@ export function expressMiddleware(core: ScopeCore, attach: Attach, defer?: Defer
  * scopeControl.open(core, undefined, watchResponse, res);
  */
 export function watchResponse(scope: Scope, res: ServerResponse): void {
-  // A test double may not be one.
-  const node = (res as unknown) instanceof OutgoingMessage;
-  const ended = node ? writableEnded.call(res) : res.writableEnded;
-  if (ended || readProperty(res, 'destroyed')) {
-    scopeControl.close(scope, !ended);
+  if (res.writableEnded || res.destroyed) {
+    scopeControl.close(scope, !res.writableEnded);
     return;
   }
-  const listed = endWithResponse(res, scope);
-  if (!listed) wrapEnd(res, scope);
+  endWithResponse(res, scope);
   // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-  const onClose = () => {
+  res.on('close', () => {
     // Usually fires after the response, when the scope has already ended.
-    if (scope.ended) return;
-    scopeControl.close(scope, !res.writableEnded);
-    if (listed) forgetEnd(res, scope);
-  };
-  if (node) EventEmitter.prototype.on.call(res, 'close', onClose);
-  else res.on('close', onClose);
-}
-
-// Express gives every response a hidden class of its own, so every property read on `res` misses
-// V8's inline caches and walks the prototype chain in the runtime: `writableEnded` is a getter four
-// objects up and `on` six. Reading both from their owners, with a smaller change to the close
-// listener, took 13,000 instructions off each request of a route with a transaction
-// (BENCHMARKS.md, section 1).
-const writableEnded = (
-  Object.getOwnPropertyDescriptor(OutgoingMessage.prototype, 'writableEnded') as {
-    get: (this: OutgoingMessage) => boolean;
-  }
-).get;
-
-// For a response that is not Express's: wrap its own `end`.
-function wrapEnd(res: ServerResponse, scope: Scope): void {
-  const end = res.end;
-  const ownEnd = Object.hasOwn(res, 'end');
-  res.end = function (this: ServerResponse, ...args: unknown[]) {
-    if (ownEnd) res.end = end;
-    else delete (res as Partial<ServerResponse>).end;
-    const closing = scopeControl.close(scope, false, this.statusCode < 400);
-    if (closing === undefined) return end.apply(this, args as Parameters<typeof end>);
-    closing.then(
-      () => {
-        if (!this.writableEnded) end.apply(this, args as Parameters<typeof end>);
-      },
-      (error: unknown) => failResponse(this, error),
-    );
-    return this;
-  } as typeof end;
+    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
+  });
 }

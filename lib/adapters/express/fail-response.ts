@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import { readProperty } from './express-base';
 
 /**
  * Turns the response of a request whose COMMIT failed at `res.end()` (`commit: 'on-success'`)
@@ -12,7 +11,7 @@ import { readProperty } from './express-base';
  * closing.then(() => end.apply(res, args), (error: unknown) => failResponse(res, error));
  */
 export function failResponse(res: ServerResponse, error: unknown): void {
-  const next = readProperty(res.req ?? {}, 'next');
+  const next = (res.req as { next?: unknown } | undefined)?.next;
   if (res.headersSent || res.writableEnded || typeof next !== 'function') {
     res.destroy();
     return;

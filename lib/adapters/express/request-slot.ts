@@ -1,5 +1,4 @@
 import { IncomingMessage, type ServerResponse } from 'node:http';
-import { expressBase, expressLocals, readProperty } from './express-base';
 
 /** Where a middleware puts the request's scope (or eager transaction): `req[property]` / `ctx[property]`. */
 export interface RequestSlot {
@@ -32,15 +31,16 @@ const keys = new Map<string, symbol>();
 const accessors = new Map<string, PropertyDescriptor>();
 
 /**
- * Makes the slot for `property`.
+ * Makes the slot for `property`. On Express the value goes into `res.locals` under a symbol, and
+ * `req[property]` reads it through an accessor on Express's base request object (so every app and
+ * mounted sub-app has it); assigning `req[property]` writes there too. Koa's context, a plain Node
+ * request and a request without `res.locals` get an ordinary property.
  *
- * Express gives every request a hidden class of its own (`Object.setPrototypeOf(req, app.request)`
- * in `app.handle`), so adding a property to `req` makes V8 build a new hidden class on every
- * request: about 1.5 µs, more than the rest of `app.use(db)` together on a route that never touches
- * the database (BENCHMARKS.md). So on Express the value goes into `res.locals`, a dictionary where
- * adding a key is a plain hash insert, under a symbol, and `req[property]` reads it through an
- * accessor on Express's request prototype; assigning `req[property]` writes there too. Koa's
- * context, a plain Node request and a request without `res.locals` get an ordinary property.
+ * Why: Express gives every request a hidden class of its own (`Object.setPrototypeOf(req,
+ * app.request)`, then properties added), so a property added to `req` copies that hidden class
+ * on every request; adding a key to `res.locals`, a dictionary, does not. Saves 15,000–26,000
+ * instructions per request on a route without database, 3–5 % of it (a-express in-process,
+ * BENCHMARKS.md), without which a-express misses its 0.99.
  *
  * @example
  * const slot = requestSlot('db');
@@ -51,7 +51,7 @@ export function requestSlot(property: string): RequestSlot {
   let seen: object | null | undefined;
   let accessor = false;
   const localsOf = (target: object, res: unknown): Locals | undefined => {
-    const locals = expressLocals(res);
+    const locals = localsIn(res);
     if (locals === undefined) return undefined;
     const proto = Object.getPrototypeOf(target) as object | null;
     if (proto !== seen) {
@@ -79,6 +79,15 @@ export function requestSlot(property: string): RequestSlot {
   };
 }
 
+// `res.locals` of an Express response, or undefined for any other response.
+function localsIn(res: unknown): Locals | undefined {
+  // Not `res.locals`: on Express's per-request hidden classes that read misses V8's inline cache
+  // and goes to the runtime; Reflect.get does not. Saves about 6,800 instructions per request on
+  // a route without database (a-express in-process: 555.4k → 548.6k; BENCHMARKS.md).
+  const locals = typeof res === 'object' && res !== null ? Reflect.get(res, 'locals') : undefined;
+  return typeof locals === 'object' && locals !== null ? (locals as Locals) : undefined;
+}
+
 function slotKey(property: string): symbol {
   let key = keys.get(property);
   if (key === undefined) {
@@ -88,10 +97,14 @@ function slotKey(property: string): symbol {
   return key;
 }
 
-// On Express's base request object, so that every app and mounted sub-app of that Express copy
-// sees it. False where there is no such object or it already has a `property` of someone else's.
+// On Express's base request object, the one right above `IncomingMessage.prototype` in the chain,
+// so that every app and mounted sub-app of that Express copy sees it. False where there is no
+// such object or it already has a `property` of someone else's.
 function installAccessor(proto: object | null, property: string): boolean {
-  const base = expressBase(proto, IncomingMessage.prototype);
+  let base = proto;
+  while (base !== null && Object.getPrototypeOf(base) !== IncomingMessage.prototype) {
+    base = Object.getPrototypeOf(base) as object | null;
+  }
   if (base === null) return false;
   const descriptor = accessorFor(property);
   const existing = Object.getOwnPropertyDescriptor(base, property);
@@ -112,8 +125,8 @@ function accessorFor(property: string): PropertyDescriptor {
       configurable: true,
       enumerable: false,
       get(this: ExpressRequest) {
-        const res = readProperty(this, 'res');
-        const locals = expressLocals(res);
+        const res = this.res;
+        const locals = localsIn(res);
         const value = locals?.[key];
         if (!(value instanceof Deferred)) return value;
         const made = value.make(res as ServerResponse);
@@ -121,7 +134,7 @@ function accessorFor(property: string): PropertyDescriptor {
         return made;
       },
       set(this: ExpressRequest, value: unknown) {
-        const locals = expressLocals(readProperty(this, 'res'));
+        const locals = localsIn(this.res);
         if (locals !== undefined) locals[key] = value;
         else {
           Object.defineProperty(this, property, {

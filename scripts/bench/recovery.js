@@ -17,8 +17,8 @@
 // reported failed". A COMMIT whose outcome cannot be known (MariaDB in 'auto', or PostgreSQL when
 // the outcome cannot be asked) is answered 503. The app's CPU time is divided by its 201s.
 //
-//   npm run build && node scripts/bench-recovery.js               # 30 s per run, a kill every 2 s
-//   node scripts/bench-recovery.js --duration 10                  # quick
+//   npm run build && node scripts/bench/recovery.js               # 30 s per run, a kill every 2 s
+//   node scripts/bench/recovery.js --duration 10                  # quick
 //
 // Options (`--name=value` or `--name value`, or environment):
 //   --duration=S     BENCH_DURATION     seconds of load per run (default 30)
@@ -95,7 +95,7 @@ const appName = `knex-scope-bench-recovery-${process.pid}`;
 function serve(spec) {
   const express = require('express');
   const { retryTransaction, withDb } = require('knex-scope');
-  const otel = spec.otel === true ? require('./bench-otel-counts').startOtelCounts() : undefined;
+  const otel = spec.otel === true ? require('./otel-counts').startOtelCounts() : undefined;
 
   // knex warns "Connection Error: …" for every dead connection its pool discards: counted instead.
   let discarded = 0;
@@ -562,7 +562,7 @@ const sum = (counts) => Object.values(counts).reduce((total, n) => total + n, 0)
 async function main() {
   const { knex: createKnex } = require('knex');
   const { commitMarkerMigration, commitMarkerTable } = require('knex-scope');
-  const { servers } = require('./probe-databases');
+  const { servers } = require('../probe-databases');
 
   const seconds = Number(option('duration', 'BENCH_DURATION', '30'));
   const interval = Number(option('interval', 'BENCH_INTERVAL', '2'));

@@ -16,8 +16,8 @@
 // Rounds alternate the order of the variants; the table reports medians over rounds of µs per
 // commit (wall clock) and of this process's CPU µs per commit, and B − A.
 //
-//   npm run build && node scripts/bench-commit-id.js              # N = 5000, 5 rounds
-//   node scripts/bench-commit-id.js --n 1000 --rounds 3           # quick
+//   npm run build && node scripts/bench/commit-id.js              # N = 5000, 5 rounds
+//   node scripts/bench/commit-id.js --n 1000 --rounds 3           # quick
 //
 // Options (`--name=value` or `--name value`, or environment):
 //   --n=N             BENCH_N            transactions per variant per round (default 5000)
@@ -40,7 +40,7 @@ const {
   retryTransaction,
   withDb,
 } = require('knex-scope');
-const { probeDatabases, servers } = require('./probe-databases');
+const { probeDatabases, servers } = require('../probe-databases');
 
 /**
  * @param {string} name

@@ -15,15 +15,15 @@
 //               xa:      XA START | insert | XA END | XA PREPARE | XA COMMIT
 // Reports the median µs per transaction per variant, and each variant minus plain.
 //
-//   node scripts/bench-commit-outcome.js                 # N = 2000 per variant per round, 5 rounds
-//   node scripts/bench-commit-outcome.js --n 500 --rounds 3
+//   node scripts/bench/commit-outcome.js                 # N = 2000 per variant per round, 5 rounds
+//   node scripts/bench/commit-outcome.js --n 500 --rounds 3
 //   --databases=postgres,mariadb   KNEX_SCOPE_PG_URL, KNEX_SCOPE_MYSQL_URL (scripts/probe-databases.js)
 //   --synchronous-commit=off       PostgreSQL only (a session setting): COMMIT does not wait for
 //                                  its WAL flush, so that round trips and server work show alone
 //                                  (MariaDB's innodb_flush_log_at_trx_commit is global: untouched)
 const os = require('node:os');
 const { performance } = require('node:perf_hooks');
-const { servers } = require('./probe-databases');
+const { servers } = require('../probe-databases');
 
 /**
  * @param {string} name

@@ -1,6 +1,6 @@
 // @ts-check
 'use strict';
-// The apps and the load generator of the leak soak, shared by scripts/soak.js (tens of thousands
+// The apps and the load generator of the leak soak, shared by scripts/bench/soak.js (tens of thousands
 // of requests) and __tests__/db/soak.test.ts (a few hundred, on every test database). Every route
 // uses the request's scope a different way, including every way of getting it wrong: a thrown
 // error, a session never committed, and a client that goes away while the handler is awaiting

@@ -9,27 +9,24 @@
 //    rollback isolation (test transaction + savepoint session) and with delete-all (nameko's).
 // Every database it creates is dropped again.
 //
-//   npm run build && node scripts/bench-provision.js [--rounds=3] [--tests=200]
+//   npm run build && node scripts/bench/provision.js [--rounds=3] [--tests=200]
 const { mkdtempSync, rmSync, writeFileSync } = require('node:fs');
 const os = require('node:os');
 const { join } = require('node:path');
 const { knex: createKnex } = require('knex');
-const { probeDatabases } = require('./probe-databases');
+const { probeDatabases } = require('../probe-databases');
+const { numberOption } = require('./options');
+const { machine, median } = require('./report');
 
-const dist = join(__dirname, '..', 'dist');
+const dist = join(__dirname, '..', '..', 'dist');
 const { openTestDatabaseServer } = require(join(dist, 'testing/open-test-database-server.js'));
 const { createTestRun, dropTestRun } = require(join(dist, 'testing/test-run.js'));
 const { createTestRunName } = require(join(dist, 'testing/test-run-name.js'));
 const { deleteAllRows } = require(join(dist, 'testing/delete-all-rows.js'));
 const { parseDatabaseUrl } = require(join(dist, 'core/parse-database-url.js'));
 
-/** @param {string} name @param {number} fallback */
-function option(name, fallback) {
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag === undefined ? fallback : Number(flag.slice(name.length + 3));
-}
-const rounds = option('rounds', 3);
-const tests = option('tests', 200);
+const rounds = numberOption('rounds', 'BENCH_ROUNDS', 3);
+const tests = numberOption('tests', 'BENCH_TESTS', 200);
 const tables = Array.from({ length: 10 }, (_, i) => `bench_t${i}`);
 
 /** Ten migrations, one table each; every table references the previous one. */
@@ -61,12 +58,6 @@ async function timed(work) {
   const started = process.hrtime.bigint();
   await work();
   return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
-/** @param {number[]} values */
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
 
 /** @param {number} ms */
@@ -206,7 +197,7 @@ async function main() {
   try {
     const databases = await probeDatabases();
     const servers = databases.filter((database) => database.name !== 'sqlite');
-    console.log(`Node ${process.version}, ${os.cpus().length} CPUs, ${rounds} rounds (median)`);
+    console.log(`knex-scope test-kit benchmark: ${machine()}; ${rounds} rounds (median)`);
     console.log('Provisioning worker databases for a 10-table schema (10 migrations):');
     for (const database of servers) await provisioning(database, migrations);
     console.log(`Per-test isolation on the 10-table schema (mean of ${tests - 10} tests):`);

@@ -1,4 +1,4 @@
-// The part of autocannon (which ships no types) that the bench-… scripts use.
+// The part of autocannon (which ships no types) that the scripts in scripts/bench use.
 declare module 'autocannon' {
   namespace autocannon {
     interface Options {

@@ -7,9 +7,9 @@
 // one request. Unlike bench-layer.js it also runs Koa, and a route with one SELECT in the lazy
 // session (committed) on an in-memory SQLite database; requests run one after another.
 //
-//   npm run build && node scripts/bench-observability.js --lib=. --lib=/tmp/base
+//   npm run build && node scripts/bench/observability.js --lib=. --lib=/tmp/base
 //       each --lib is a package folder (its dist/ is loaded): this branch against a build of main
-//   node scripts/bench-observability.js --lib=. --otel      also: the OpenTelemetry SDK registered
+//   node scripts/bench/observability.js --lib=. --otel      also: the OpenTelemetry SDK registered
 //       (AsyncLocalStorage context manager, a BatchSpanProcessor and a metric reader whose
 //       exporters discard) without and with instrumentKnexScope; --otel-only: only those two
 //

@@ -1,6 +1,6 @@
 // @ts-check
 'use strict';
-// For scripts/bench-recovery.js --otel: the OpenTelemetry SDK in the app process with
+// For scripts/bench/recovery.js --otel: the OpenTelemetry SDK in the app process with
 // knex-scope's instrumentation on, and exporters that only count what they are given, so that the
 // benchmark can compare the spans and metrics with the requests, attempts and retries it counted.
 

@@ -8,7 +8,7 @@
 // response, and that the heap came back to where it was after warm-up. Exits non-zero if a check
 // fails.
 //
-//   npm run build && node --expose-gc scripts/soak.js
+//   npm run build && node --expose-gc scripts/bench/soak.js
 //
 // Options (flags or environment):
 //   --requests=N       SOAK_REQUESTS      requests per app and database (default 12000)
@@ -25,8 +25,9 @@
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { withDb } = require('knex-scope');
-const { servers } = require('./probe-databases');
+const { databaseConfig, loadFramework, loadKnexScope } = require('./apps');
+const { listOption, numberOption } = require('./options');
+const { machine } = require('./report');
 const {
   AbortProbe,
   createExpressSoakApp,
@@ -45,27 +46,14 @@ const {
   unexpectedOutcomes,
 } = require('./soak-apps');
 
-/**
- * @param {string} name
- * @param {string} env
- * @param {string} fallback
- */
-function option(name, env, fallback) {
-  const flag = process.argv.find((arg) => arg.startsWith(`--${name}=`));
-  return flag?.slice(name.length + 3) ?? process.env[env] ?? fallback;
-}
-
-const requests = Number(option('requests', 'SOAK_REQUESTS', '12000'));
-const concurrency = Number(option('concurrency', 'SOAK_CONCURRENCY', '50'));
-const warmup = Number(option('warmup', 'SOAK_WARMUP', '2000'));
-const poolMax = Number(option('pool', 'SOAK_POOL', '10'));
-const abortDelayMs = Number(option('abort-delay', 'SOAK_ABORT_DELAY', '50'));
-const heapLimitMb = Number(option('heap-mb', 'SOAK_HEAP_MB', '10'));
-const frameworks = option('frameworks', 'SOAK_FRAMEWORKS', 'express,koa,fastify,hono').split(',');
-const databaseNames = option('databases', 'SOAK_DATABASES', 'postgres,mariadb').split(',');
-
-// express4 and koa2 are Express 4 and Koa 2 installed under aliases, typed like the current majors.
-const loadAlias = (/** @type {string} */ name) => require(name);
+const requests = numberOption('requests', 'SOAK_REQUESTS', 12000);
+const concurrency = numberOption('concurrency', 'SOAK_CONCURRENCY', 50);
+const warmup = numberOption('warmup', 'SOAK_WARMUP', 2000);
+const poolMax = numberOption('pool', 'SOAK_POOL', 10);
+const abortDelayMs = numberOption('abort-delay', 'SOAK_ABORT_DELAY', 50);
+const heapLimitMb = numberOption('heap-mb', 'SOAK_HEAP_MB', 10);
+const frameworks = listOption('frameworks', 'SOAK_FRAMEWORKS', 'express,koa,fastify,hono');
+const databaseNames = listOption('databases', 'SOAK_DATABASES', 'postgres,mariadb');
 
 const gc = /** @type {(() => void) | undefined} */ (/** @type {any} */ (globalThis).gc);
 
@@ -77,21 +65,11 @@ let sqliteDir;
  * @returns {import('knex').Knex.Config}
  */
 function configFor(name) {
-  if (name === 'sqlite') {
-    sqliteDir ??= mkdtempSync(join(tmpdir(), 'knex-scope-soak-'));
-    return {
-      client: 'better-sqlite3',
-      connection: { filename: join(sqliteDir, 'soak.sqlite') },
-      useNullAsDefault: true,
-    };
-  }
-  const url =
-    name === 'postgres' || name === 'mariadb'
-      ? servers[name]
-      : (() => {
-          throw new Error(`unknown database ${name} (postgres, mariadb or sqlite)`);
-        })();
-  return { client: name === 'postgres' ? 'pg' : 'mysql2', connection: url, pool: { max: poolMax } };
+  sqliteDir ??= mkdtempSync(join(tmpdir(), 'knex-scope-soak-'));
+  return databaseConfig(/** @type {import('./apps').Database} */ (name), {
+    dir: sqliteDir,
+    poolMax,
+  });
 }
 
 /** @returns {{ label: string; config: import('knex').Knex.Config | string }[]} */
@@ -141,7 +119,7 @@ async function appFor(framework, config, table, probe) {
     const app = createHonoSoakApp(db, { table, probe, abortDelayMs, autoDb });
     return { knex: db.knex, destroy: db.destroy, ...app, mix: onSuccessMix };
   }
-  const db = withDb(config);
+  const db = loadKnexScope().withDb(config);
   return { knex: db.knex, destroy: db.destroy, ...expressOrKoa(framework, db, table, probe) };
 }
 
@@ -154,7 +132,7 @@ async function appFor(framework, config, table, probe) {
 function expressOrKoa(framework, db, table, probe) {
   if (framework === 'express' || framework === 'express4') {
     /** @type {typeof import('express')} */
-    const express = framework === 'express4' ? loadAlias('express4') : require('express');
+    const express = loadFramework(framework);
     const { app, stats } = createExpressSoakApp(db, { table, probe, express, abortDelayMs });
     return {
       listener: /** @type {import('node:http').RequestListener} */ (app),
@@ -164,7 +142,7 @@ function expressOrKoa(framework, db, table, probe) {
   }
   if (framework === 'koa' || framework === 'koa2') {
     /** @type {typeof import('koa')} */
-    const Koa = framework === 'koa2' ? loadAlias('koa2') : require('koa');
+    const Koa = loadFramework(framework);
     const { app, stats } = createKoaSoakApp(db, { table, probe, Koa, abortDelayMs });
     return { listener: app.callback(), stats, mix: defaultMix };
   }
@@ -290,8 +268,7 @@ async function soak(framework, database) {
 async function main() {
   const started = Date.now();
   console.log(
-    `knex-scope soak: node ${process.version}, ${require('node:os').availableParallelism()} cores, ` +
-      `pool.max ${poolMax}, frameworks ${frameworks.join(', ')}`,
+    `knex-scope soak: ${machine()}, ` + `pool.max ${poolMax}, frameworks ${frameworks.join(', ')}`,
   );
   if (gc === undefined) console.log('(no --expose-gc: the heap check will fail)');
   /** @type {string[]} */

@@ -1,0 +1,251 @@
+// @ts-check
+'use strict';
+// The apps the overhead benchmarks compare: one side of a scenario (scenarios.js) is one app with
+// one route, GET /, built here as a Node request listener, which server.js serves over HTTP or
+// hands fabricated requests in-process (drive.js). A new framework is a new case in `createApp`;
+// a new kind of route or middleware, a new value of `route` or `middleware` handled in each
+// framework's builder.
+const { mkdtempSync, rmSync } = require('node:fs');
+const os = require('node:os');
+const { join, resolve } = require('node:path');
+const { servers } = require('../probe-databases');
+
+/**
+ * @typedef {'express' | 'express4' | 'koa' | 'koa2'} Framework
+ * @typedef {'sqlite' | 'postgres' | 'mariadb'} Database
+ * @typedef {{
+ *   framework: Framework;
+ *   middleware?: 'noop' | 'withDb' | undefined;
+ *   route: 'plain' | 'knex' | 'scope';
+ *   database?: Database | undefined;
+ *   currentDb?: boolean | undefined;
+ * }} Side
+ *
+ * framework   express and koa are Express 5 and Koa 3; express4 and koa2 the older majors, installed
+ *             under those aliases
+ * middleware  what `app.use()` gets before the route: nothing (undefined), a middleware that only
+ *             passes the request on (`(req, res, next) => next()`, Koa `async (ctx, next) =>
+ *             next()`), or `withDb(config)`
+ * route       plain: answers { ok: true } without touching the database
+ *             knex:  SELECT 1 in a hand-written `knex.transaction(async (trx) => …)`
+ *             scope: SELECT 1 through `const s = await req.db.session` (`ctx.db`), then commit;
+ *                    needs middleware withDb
+ * database    sqlite (default: a temp file of the process's own), postgres, mariadb
+ *             (scripts/probe-databases.js); every side holds a Knex instance, used or not
+ * currentDb   withDb(config, { currentDb: true })
+ */
+
+/**
+ * A framework by name; the older majors are installed under aliases.
+ * @param {Framework} name
+ * @returns {any}
+ */
+function loadFramework(name) {
+  if (!['express', 'express4', 'koa', 'koa2'].includes(name)) {
+    throw new Error(`unknown framework ${name} (express, express4, koa or koa2)`);
+  }
+  return require(name);
+}
+
+/**
+ * knex-scope: the build in dist/ (`npm run build`), or the one BENCH_PACKAGE names, so that two
+ * builds of the library can be measured against each other
+ * (`npx tsc -p tsconfig.build.json --outDir .tmp/builds/x`, then `BENCH_PACKAGE=.tmp/builds/x`).
+ * @returns {typeof import('knex-scope')}
+ */
+function loadKnexScope() {
+  const dir = process.env.BENCH_PACKAGE;
+  return require(dir === undefined || dir === '' ? 'knex-scope' : resolve(dir));
+}
+
+/**
+ * The Knex config of `database`; SQLite files go in `dir`.
+ * @param {Database} database
+ * @param {{ dir: string; poolMax: number }} options
+ * @returns {import('knex').Knex.Config}
+ * @example
+ *   databaseConfig('postgres', { dir: tmp, poolMax: 10 });
+ */
+function databaseConfig(database, { dir, poolMax }) {
+  if (database === 'sqlite') {
+    return {
+      client: 'better-sqlite3',
+      connection: { filename: join(dir, 'bench.sqlite') },
+      useNullAsDefault: true,
+    };
+  }
+  if (database === 'postgres' || database === 'mariadb') {
+    return {
+      client: database === 'postgres' ? 'pg' : 'mysql2',
+      connection: servers[database],
+      pool: { min: 0, max: poolMax },
+    };
+  }
+  throw new Error(`unknown database ${database} (sqlite, postgres or mariadb)`);
+}
+
+/**
+ * What a side is, in a few words, for the tables.
+ * @param {Side} side
+ */
+function describeSide(side) {
+  const use =
+    side.middleware === undefined
+      ? 'no middleware'
+      : side.middleware === 'noop'
+        ? 'no-op middleware'
+        : `withDb${side.currentDb === true ? ' currentDb' : ''}`;
+  const route = { plain: '', knex: ', knex.transaction()', scope: ', db.session' }[side.route];
+  return `${use}${route}`;
+}
+
+/**
+ * Builds one side's app. `counters` counts what the app did since it was last zeroed: requests
+ * that failed in the handler, pool acquires and queries.
+ * @param {Side} side
+ * @param {{ poolMax?: number }} [options]
+ * @example
+ *   const app = createApp({ framework: 'koa', middleware: 'withDb', route: 'plain' });
+ *   http.createServer(app.listener).listen(0);
+ *   …; await app.close();
+ */
+function createApp(side, options = {}) {
+  if (side.route === 'scope' && side.middleware !== 'withDb') {
+    throw new Error('route scope needs middleware withDb');
+  }
+  const { knex: createKnex } = require('knex');
+  const dir = mkdtempSync(join(os.tmpdir(), 'knex-scope-bench-'));
+  const config = databaseConfig(side.database ?? 'sqlite', {
+    dir,
+    poolMax: options.poolMax ?? 10,
+  });
+  const db =
+    side.middleware === 'withDb'
+      ? loadKnexScope().withDb(config, { currentDb: side.currentDb === true })
+      : undefined;
+  /** @type {import('knex').Knex} */
+  const knex = db?.knex ?? createKnex(config);
+  const counters = { errors: 0, acquires: 0, queries: 0 };
+  const pool = /** @type {import('tarn').Pool<unknown>} */ (
+    /** @type {{ pool: unknown }} */ (knex.client).pool
+  );
+  pool.on('acquireSuccess', () => {
+    counters.acquires++;
+  });
+  knex.on('query', () => {
+    counters.queries++;
+  });
+  const build = side.framework.startsWith('koa') ? koaApp : expressApp;
+  return {
+    listener: build(side, { db, knex, counters }),
+    knex,
+    pool,
+    counters,
+    async close() {
+      if (db !== undefined) await db.destroy();
+      else await knex.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * @typedef {{
+ *   db: import('knex-scope').Db | undefined;
+ *   knex: import('knex').Knex;
+ *   counters: { errors: number };
+ * }} Parts
+ */
+
+/**
+ * @param {Side} side
+ * @param {Parts} parts
+ * @returns {import('node:http').RequestListener}
+ */
+function expressApp(side, { db, knex, counters }) {
+  const express = loadFramework(side.framework);
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  if (side.middleware === 'noop') {
+    app.use(
+      (/** @type {unknown} */ _req, /** @type {unknown} */ _res, /** @type {() => void} */ next) =>
+        next(),
+    );
+  }
+  if (db !== undefined) app.use(db);
+  /** @type {Record<'knex' | 'scope', (req: import('express').Request) => Promise<unknown>>} */
+  const query = {
+    knex: () => knex.transaction(async (trx) => trx.select(trx.raw('1 as one'))),
+    scope: async (/** @type {import('express').Request} */ req) => {
+      const s = await req.db.session;
+      const rows = await s.select(s.raw('1 as one'));
+      await s.commit();
+      return rows;
+    },
+  };
+  if (side.route === 'plain') {
+    app.get('/', (/** @type {unknown} */ _req, /** @type {import('express').Response} */ res) => {
+      res.json({ ok: true });
+    });
+  } else {
+    // Express 4 does not catch rejected promises: both majors route failures to next() the same way.
+    app.get(
+      '/',
+      (
+        /** @type {import('express').Request} */ req,
+        /** @type {import('express').Response} */ res,
+        /** @type {import('express').NextFunction} */ next,
+      ) => {
+        query[side.route === 'knex' ? 'knex' : 'scope'](req).then((rows) => res.json(rows), next);
+      },
+    );
+  }
+  // autocannon ends a round by closing its connections, requests in flight included: their scopes
+  // end with the client (as they should) and the handlers' next query fails with ScopeClosedError.
+  // Counted and answered quietly instead of logged.
+  app.use(
+    (
+      /** @type {unknown} */ _error,
+      /** @type {unknown} */ _req,
+      /** @type {import('express').Response} */ res,
+      /** @type {unknown} */ _next,
+    ) => {
+      counters.errors++;
+      res.status(500).end();
+    },
+  );
+  return app;
+}
+
+/**
+ * @param {Side} side
+ * @param {Parts} parts
+ * @returns {import('node:http').RequestListener}
+ */
+function koaApp(side, { db, knex, counters }) {
+  const Koa = loadFramework(side.framework);
+  const app = new Koa();
+  app.silent = true;
+  app.on('error', () => {
+    counters.errors++;
+  });
+  if (side.middleware === 'noop') {
+    app.use(async (/** @type {unknown} */ _ctx, /** @type {() => Promise<void>} */ next) => next());
+  }
+  if (db !== undefined) app.use(db);
+  app.use(async (/** @type {import('koa').Context} */ ctx) => {
+    if (side.route === 'plain') ctx.body = { ok: true };
+    else if (side.route === 'knex') {
+      ctx.body = await knex.transaction(async (trx) => trx.select(trx.raw('1 as one')));
+    } else {
+      const s = await ctx.db.session;
+      const rows = await s.select(s.raw('1 as one'));
+      await s.commit();
+      ctx.body = rows;
+    }
+  });
+  return app.callback();
+}
+
+module.exports = { createApp, databaseConfig, describeSide, loadFramework, loadKnexScope };
