@@ -11,7 +11,7 @@ const { join, resolve } = require('node:path');
 const { servers } = require('../probe-databases');
 
 /**
- * @typedef {'express' | 'express4' | 'koa' | 'koa2'} Framework
+ * @typedef {'express' | 'express4' | 'koa' | 'koa2' | 'fastify' | 'hono'} Framework
  * @typedef {'sqlite' | 'postgres' | 'mariadb'} Database
  * @typedef {{
  *   framework: Framework;
@@ -22,10 +22,11 @@ const { servers } = require('../probe-databases');
  * }} Side
  *
  * framework   express and koa are Express 5 and Koa 3; express4 and koa2 the older majors, installed
- *             under those aliases
- * middleware  what `app.use()` gets before the route: nothing (undefined), a middleware that only
+ *             under those aliases; fastify is Fastify 5, hono Hono 4 on @hono/node-server's listener
+ * middleware  what the app gets before the route: nothing (undefined), a middleware that only
  *             passes the request on (`(req, res, next) => next()`, Koa `async (ctx, next) =>
- *             next()`), or `withDb(config)`
+ *             next()`, a Fastify `onRequest` hook calling `done()`, Hono `async (c, next) => {
+ *             await next(); }`), or `withDb(config)` from the framework's entry
  * route       plain: answers { ok: true } without touching the database
  *             knex:  SELECT 1 in a hand-written `knex.transaction(async (trx) => …)`
  *             scope: SELECT 1 through `const s = await req.db.session` (`ctx.db`), then commit;
@@ -41,21 +42,26 @@ const { servers } = require('../probe-databases');
  * @returns {any}
  */
 function loadFramework(name) {
-  if (!['express', 'express4', 'koa', 'koa2'].includes(name)) {
-    throw new Error(`unknown framework ${name} (express, express4, koa or koa2)`);
+  if (!['express', 'express4', 'koa', 'koa2', 'fastify', 'hono'].includes(name)) {
+    throw new Error(`unknown framework ${name} (express, express4, koa, koa2, fastify or hono)`);
   }
   return require(name);
 }
 
 /**
- * knex-scope: the build in dist/ (`npm run build`), or the one BENCH_PACKAGE names, so that two
- * builds of the library can be measured against each other
+ * knex-scope's entry for `framework` (`knex-scope`, `knex-scope/fastify`, `knex-scope/hono`): the
+ * build in dist/ (`npm run build`), or the one BENCH_PACKAGE names, so that two builds of the
+ * library can be measured against each other
  * (`npx tsc -p tsconfig.build.json --outDir .tmp/builds/x`, then `BENCH_PACKAGE=.tmp/builds/x`).
+ * @param {Framework} [framework]
  * @returns {typeof import('knex-scope')}
  */
-function loadKnexScope() {
+function loadKnexScope(framework = 'express') {
   const dir = process.env.BENCH_PACKAGE;
-  return require(dir === undefined || dir === '' ? 'knex-scope' : resolve(dir));
+  const own = framework === 'fastify' || framework === 'hono';
+  if (dir === undefined || dir === '')
+    return require(own ? `knex-scope/${framework}` : 'knex-scope');
+  return require(own ? resolve(dir, 'adapters', framework) : resolve(dir));
 }
 
 /**
@@ -105,11 +111,11 @@ function describeSide(side) {
  * @param {Side} side
  * @param {{ poolMax?: number }} [options]
  * @example
- *   const app = createApp({ framework: 'koa', middleware: 'withDb', route: 'plain' });
+ *   const app = await createApp({ framework: 'koa', middleware: 'withDb', route: 'plain' });
  *   http.createServer(app.listener).listen(0);
  *   …; await app.close();
  */
-function createApp(side, options = {}) {
+async function createApp(side, options = {}) {
   if (side.route === 'scope' && side.middleware !== 'withDb') {
     throw new Error('route scope needs middleware withDb');
   }
@@ -121,7 +127,7 @@ function createApp(side, options = {}) {
   });
   const db =
     side.middleware === 'withDb'
-      ? loadKnexScope().withDb(config, { currentDb: side.currentDb === true })
+      ? loadKnexScope(side.framework).withDb(config, { currentDb: side.currentDb === true })
       : undefined;
   /** @type {import('knex').Knex} */
   const knex = db?.knex ?? createKnex(config);
@@ -135,9 +141,15 @@ function createApp(side, options = {}) {
   knex.on('query', () => {
     counters.queries++;
   });
-  const build = side.framework.startsWith('koa') ? koaApp : expressApp;
+  const build = side.framework.startsWith('koa')
+    ? koaApp
+    : side.framework === 'fastify'
+      ? fastifyApp
+      : side.framework === 'hono'
+        ? honoApp
+        : expressApp;
   return {
-    listener: build(side, { db, knex, counters }),
+    listener: await build(side, { db, knex, counters }),
     knex,
     pool,
     counters,
@@ -246,6 +258,86 @@ function koaApp(side, { db, knex, counters }) {
     }
   });
   return app.callback();
+}
+
+/**
+ * @param {Side} side
+ * @param {Parts} parts
+ * @returns {Promise<import('node:http').RequestListener>} Fastify's own request handler, taken
+ *   from `serverFactory`, once the app is ready
+ */
+async function fastifyApp(side, { db, knex, counters }) {
+  const Fastify = loadFramework('fastify');
+  /** @type {import('node:http').RequestListener | undefined} */
+  let listener;
+  const app = Fastify({
+    serverFactory: (/** @type {import('node:http').RequestListener} */ handler) => {
+      listener = handler;
+      return require('node:http').createServer(handler);
+    },
+  });
+  if (side.middleware === 'noop') {
+    app.addHook(
+      'onRequest',
+      (
+        /** @type {unknown} */ _req,
+        /** @type {unknown} */ _reply,
+        /** @type {() => void} */ done,
+      ) => done(),
+    );
+  }
+  if (db !== undefined) await app.register(db);
+  app.setErrorHandler(
+    (/** @type {unknown} */ _error, /** @type {unknown} */ _request, /** @type {any} */ reply) => {
+      counters.errors++;
+      reply.code(500).send();
+    },
+  );
+  app.get('/', async (/** @type {any} */ request) => {
+    if (side.route === 'plain') return { ok: true };
+    if (side.route === 'knex') {
+      return knex.transaction(async (trx) => trx.select(trx.raw('1 as one')));
+    }
+    const s = await request.db.session;
+    const rows = await s.select(s.raw('1 as one'));
+    await s.commit();
+    return rows;
+  });
+  await app.ready();
+  if (listener === undefined) throw new Error('Fastify did not call serverFactory');
+  return listener;
+}
+
+/**
+ * @param {Side} side
+ * @param {Parts} parts
+ * @returns {import('node:http').RequestListener}
+ */
+function honoApp(side, { db, knex, counters }) {
+  const { Hono } = loadFramework('hono');
+  const { getRequestListener } = require('@hono/node-server');
+  const app = new Hono();
+  app.onError((/** @type {unknown} */ _error, /** @type {any} */ c) => {
+    counters.errors++;
+    return c.body(null, 500);
+  });
+  if (side.middleware === 'noop') {
+    app.use(async (/** @type {unknown} */ _c, /** @type {() => Promise<void>} */ next) => {
+      await next();
+    });
+  }
+  if (db !== undefined) app.use(db);
+  app.get('/', async (/** @type {any} */ c) => {
+    if (side.route === 'plain') return c.json({ ok: true });
+    if (side.route === 'knex') {
+      return c.json(await knex.transaction(async (trx) => trx.select(trx.raw('1 as one'))));
+    }
+    const s = await c.var.db.session;
+    const rows = await s.select(s.raw('1 as one'));
+    await s.commit();
+    return c.json(rows);
+  });
+  return getRequestListener(app.fetch);
 }
 
 module.exports = { createApp, databaseConfig, describeSide, loadFramework, loadKnexScope };

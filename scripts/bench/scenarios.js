@@ -43,6 +43,24 @@ const overhead = [
     a: side('express', { route: 'knex', database }),
     b: side('express', { middleware: 'withDb', route: 'scope', database }),
   })),
+  // The same targets on Fastify 5 (the no-op is an onRequest hook calling done()) and Hono 4 (on
+  // @hono/node-server), the transaction on SQLite and PostgreSQL.
+  ...['fastify', 'hono'].map((framework) => ({
+    name: `a-${framework}`,
+    title: `${label(framework)}, route without database: withDb against a no-op ${framework === 'fastify' ? 'hook' : 'middleware'}`,
+    target: 0.99,
+    a: side(framework, { middleware: 'noop', route: 'plain' }),
+    b: side(framework, { middleware: 'withDb', route: 'plain' }),
+  })),
+  ...['fastify', 'hono'].flatMap((framework) =>
+    /** @type {const} */ (['sqlite', 'postgres']).map((database) => ({
+      name: `b-${framework}-${database}`,
+      title: `${label(framework)}, SELECT 1 in a transaction, ${label(database)}: request's db.session against knex.transaction()`,
+      target: 0.97,
+      a: side(framework, { route: 'knex', database }),
+      b: side(framework, { middleware: 'withDb', route: 'scope', database }),
+    })),
+  ),
 
   // Diagnostics (--diagnose): the method's own spread, what one middleware costs the framework
   // (the floor under a-…), and what the currentDb option costs (Node 20's AsyncLocalStorage).
@@ -103,6 +121,8 @@ function label(name) {
       express4: 'Express 4',
       koa: 'Koa 3',
       koa2: 'Koa 2',
+      fastify: 'Fastify 5',
+      hono: 'Hono 4',
       sqlite: 'SQLite (better-sqlite3, temp file)',
       postgres: 'PostgreSQL',
       mariadb: 'MariaDB',
