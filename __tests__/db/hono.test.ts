@@ -227,7 +227,7 @@ describe('knex-scope/hono withDb', () => {
     expect(await countRows(admin, table)).toBe(0);
   });
 
-  it('ends the scope when the client disconnects mid-request (c.req.raw.signal) and rolls back', async () => {
+  it('ends the scope when the client disconnects mid-request (the Node response closes) and rolls back', async () => {
     let scope: Scope | undefined;
     let afterAbort: Promise<unknown> | undefined;
     const entered = deferred();
@@ -252,6 +252,38 @@ describe('knex-scope/hono withDb', () => {
     expect(await eventually(() => afterAbort !== undefined)).toBe(true);
     expect(await afterAbort).toBeInstanceOf(ScopeClosedError);
     expect(scope?.aborted).toBe(true);
+    expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
+    expect(await countRows(admin, table)).toBe(0);
+  });
+
+  it('ends the scope when the request signal aborts where there is no Node response (app.fetch) and rolls back', async () => {
+    let scope: Scope | undefined;
+    let afterAbort: Promise<unknown> | undefined;
+    const entered = deferred();
+    const app = new Hono();
+    app.use(db);
+    app.post('/slow', async (c) => {
+      scope = c.var.db;
+      const trx = await c.var.db.session;
+      await trx(table).insert({ name: 'abandoned' });
+      entered.resolve();
+      await once(c.var.db.signal, 'abort');
+      afterAbort = trx(table)
+        .insert({ name: 'after abort' })
+        .catch((error: unknown) => error);
+      return c.text('never sent');
+    });
+    const client = new AbortController();
+    const response = app.fetch(
+      new Request('http://localhost/slow', { method: 'POST', signal: client.signal }),
+    );
+    await entered.promise;
+    expect(scope?.ended).toBe(false);
+    client.abort();
+    expect(await eventually(() => afterAbort !== undefined)).toBe(true);
+    expect(await afterAbort).toBeInstanceOf(ScopeClosedError);
+    expect(scope?.aborted).toBe(true);
+    await response;
     expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
     expect(await countRows(admin, table)).toBe(0);
   });

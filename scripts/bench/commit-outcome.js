@@ -3,7 +3,7 @@
 // What each commitOutcome mode adds to one commit, statement by statement, on one connection of
 // each server and without knex or knex-scope in the way: the same transaction (insert one row,
 // commit) sent as 'auto', 'marker' and 'xa' send it, in rotating order, timed per transaction.
-// Complements scripts/bench-commit-id.js (whole requests through knex-scope), where a commit's
+// Complements commit-id.js (whole requests through knex-scope), where a commit's
 // fsync (1–20 ms on a busy machine) drowns differences of a round trip.
 //   PostgreSQL  plain:   BEGIN | insert | COMMIT
 //               begin+:  BEGIN; select pg_backend_pid(), now() | insert | COMMIT   (the fold alone)

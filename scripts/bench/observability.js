@@ -1,11 +1,12 @@
 // @ts-check
 'use strict';
 // What knex-scope's diagnostics channels and its OpenTelemetry instrumentation cost per request,
-// counted in instructions without HTTP, as scripts/bench-layer.js counts the middleware: each app
-// handles N fabricated requests in-process (an IncomingMessage and a ServerResponse with no
-// socket) under `valgrind --tool=callgrind`, and (I(high) − I(low)) / (high − low) is the cost of
-// one request. Unlike bench-layer.js it also runs Koa, and a route with one SELECT in the lazy
-// session (committed) on an in-memory SQLite database; requests run one after another.
+// counted in instructions without HTTP: each app handles N fabricated requests in-process (an
+// IncomingMessage and a ServerResponse with no socket) under `valgrind --tool=callgrind`, and
+// (I(high) − I(low)) / (high − low) is the cost of one request, for Express and Koa, a route
+// without database and one with one SELECT in the lazy session (committed) on an in-memory SQLite
+// database; requests run one after another. To compare two builds with nothing subscribed,
+// instructions.js --in-process with BENCH_PACKAGE repeats better (BENCHMARKS.md).
 //
 //   npm run build && node scripts/bench/observability.js --lib=. --lib=/tmp/base
 //       each --lib is a package folder (its dist/ is loaded): this branch against a build of main

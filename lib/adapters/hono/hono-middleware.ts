@@ -7,8 +7,7 @@ export type HonoAttach = (c: Context, scope: Scope) => Promise<void> | undefined
 
 /**
  * The Hono adapter: one scope per request, ended when `await next()` settles, which is before
- * the server writes the response, or at once when the request's signal aborts (on
- * @hono/node-server: the client disconnected). With `commit: 'on-success'`, a `next()` after
+ * the server writes the response, or at once when the client disconnects (`watchSignal`). With `commit: 'on-success'`, a `next()` after
  * which `c.error` is unset and the status is below 400 commits the lazy or eager session there,
  * and a failed COMMIT is thrown from the middleware, so that Hono answers it through `app.onError`.
  * Hono's compose keeps a handler's error in `c.error` rather than rethrowing it, which is why
@@ -40,13 +39,29 @@ export function honoMiddleware(core: ScopeCore, attach: HonoAttach): MiddlewareH
 }
 
 /**
- * Ends the scope when the request's signal aborts before the middleware ended it: on
- * @hono/node-server, when the client disconnects before the response is complete.
+ * Ends the scope when the client disconnects before the middleware ended it. On
+ * @hono/node-server that is the Node response's `close` before it finished (what aborts the
+ * request's signal there); elsewhere, the request's signal.
  *
  * @example
  * scopeControl.open(core, undefined, watchSignal, c);
  */
 export function watchSignal(scope: Scope, c: Context): void {
+  // Not `c.req.raw.signal` on @hono/node-server: its first read makes that server build an
+  // AbortController, and the listener an EventTarget entry, for every request: about 40,000
+  // instructions, 9 % of a route with one SELECT on SQLite (BENCHMARKS.md, b-hono-sqlite).
+  const outgoing = nodeResponse(c);
+  if (outgoing !== undefined) {
+    if (outgoing.destroyed) {
+      scopeControl.close(scope, !outgoing.writableFinished);
+      return;
+    }
+    // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
+    outgoing.on('close', () => {
+      if (!scope.ended) scopeControl.close(scope, !outgoing.writableFinished);
+    });
+    return;
+  }
   const signal = c.req.raw.signal;
   if (signal.aborted) {
     scopeControl.close(scope, true);
@@ -55,4 +70,18 @@ export function watchSignal(scope: Scope, c: Context): void {
   signal.addEventListener('abort', () => {
     if (!scope.ended) scopeControl.close(scope, true);
   });
+}
+
+interface NodeResponse {
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  on(event: 'close', listener: () => void): unknown;
+}
+
+// @hono/node-server passes the Node request and response as `c.env.incoming` / `c.env.outgoing`.
+function nodeResponse(c: Context): NodeResponse | undefined {
+  const outgoing = (c.env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing;
+  return typeof outgoing?.on === 'function' && typeof outgoing.writableFinished === 'boolean'
+    ? (outgoing as NodeResponse)
+    : undefined;
 }
