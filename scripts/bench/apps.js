@@ -99,7 +99,7 @@ function describeSide(side) {
     side.middleware === undefined
       ? 'no middleware'
       : side.middleware === 'noop'
-        ? 'no-op middleware'
+        ? `no-op ${side.framework === 'fastify' ? 'hook' : 'middleware'}`
         : `withDb${side.currentDb === true ? ' currentDb' : ''}`;
   const route = { plain: '', knex: ', knex.transaction()', scope: ', db.session' }[side.route];
   return `${use}${route}`;
