@@ -16,7 +16,7 @@ const { servers } = require('../probe-databases');
  * @typedef {{
  *   framework: Framework;
  *   middleware?: 'noop' | 'withDb' | undefined;
- *   route: 'plain' | 'knex' | 'scope';
+ *   route: 'plain' | 'knex' | 'knex-trx' | 'scope';
  *   database?: Database | undefined;
  *   currentDb?: boolean | undefined;
  * }} Side
@@ -29,6 +29,8 @@ const { servers } = require('../probe-databases');
  *             await next(); }`), or `withDb(config)` from the framework's entry
  * route       plain: answers { ok: true } without touching the database
  *             knex:  SELECT 1 in a hand-written `knex.transaction(async (trx) => …)`
+ *             knex-trx: SELECT 1 in `const trx = await knex.transaction()`, committed by hand
+ *                    (rolled back on error): what the lazy session does, with Knex alone
  *             scope: SELECT 1 through `const s = await req.db.session` (`ctx.db`), then commit;
  *                    needs middleware withDb
  * database    sqlite (default: a temp file of the process's own), postgres, mariadb
@@ -101,7 +103,12 @@ function describeSide(side) {
       : side.middleware === 'noop'
         ? `no-op ${side.framework === 'fastify' ? 'hook' : 'middleware'}`
         : `withDb${side.currentDb === true ? ' currentDb' : ''}`;
-  const route = { plain: '', knex: ', knex.transaction()', scope: ', db.session' }[side.route];
+  const route = {
+    plain: '',
+    knex: ', knex.transaction(callback)',
+    'knex-trx': ', await knex.transaction() + commit()',
+    scope: ', db.session',
+  }[side.route];
   return `${use}${route}`;
 }
 
@@ -186,9 +193,10 @@ function expressApp(side, { db, knex, counters }) {
     );
   }
   if (db !== undefined) app.use(db);
-  /** @type {Record<'knex' | 'scope', (req: import('express').Request) => Promise<unknown>>} */
+  /** @type {Record<'knex' | 'knex-trx' | 'scope', (req: import('express').Request) => Promise<unknown>>} */
   const query = {
     knex: () => knex.transaction(async (trx) => trx.select(trx.raw('1 as one'))),
+    'knex-trx': () => byHand(knex),
     scope: async (/** @type {import('express').Request} */ req) => {
       const s = await req.db.session;
       const rows = await s.select(s.raw('1 as one'));
@@ -209,7 +217,10 @@ function expressApp(side, { db, knex, counters }) {
         /** @type {import('express').Response} */ res,
         /** @type {import('express').NextFunction} */ next,
       ) => {
-        query[side.route === 'knex' ? 'knex' : 'scope'](req).then((rows) => res.json(rows), next);
+        query[/** @type {'knex' | 'knex-trx' | 'scope'} */ (side.route)](req).then(
+          (rows) => res.json(rows),
+          next,
+        );
       },
     );
   }
@@ -250,7 +261,8 @@ function koaApp(side, { db, knex, counters }) {
     if (side.route === 'plain') ctx.body = { ok: true };
     else if (side.route === 'knex') {
       ctx.body = await knex.transaction(async (trx) => trx.select(trx.raw('1 as one')));
-    } else {
+    } else if (side.route === 'knex-trx') ctx.body = await byHand(knex);
+    else {
       const s = await ctx.db.session;
       const rows = await s.select(s.raw('1 as one'));
       await s.commit();
@@ -298,6 +310,7 @@ async function fastifyApp(side, { db, knex, counters }) {
     if (side.route === 'knex') {
       return knex.transaction(async (trx) => trx.select(trx.raw('1 as one')));
     }
+    if (side.route === 'knex-trx') return byHand(knex);
     const s = await request.db.session;
     const rows = await s.select(s.raw('1 as one'));
     await s.commit();
@@ -332,12 +345,30 @@ function honoApp(side, { db, knex, counters }) {
     if (side.route === 'knex') {
       return c.json(await knex.transaction(async (trx) => trx.select(trx.raw('1 as one'))));
     }
+    if (side.route === 'knex-trx') return c.json(await byHand(knex));
     const s = await c.var.db.session;
     const rows = await s.select(s.raw('1 as one'));
     await s.commit();
     return c.json(rows);
   });
   return getRequestListener(app.fetch);
+}
+
+/**
+ * SELECT 1 in a transaction taken with `await knex.transaction()` and committed by hand, rolled
+ * back if anything fails: the lazy session's work written with Knex alone.
+ * @param {import('knex').Knex} knex
+ */
+async function byHand(knex) {
+  const trx = await knex.transaction();
+  try {
+    const rows = await trx.select(trx.raw('1 as one'));
+    await trx.commit();
+    return rows;
+  } catch (error) {
+    await trx.rollback();
+    throw error;
+  }
 }
 
 module.exports = { createApp, databaseConfig, describeSide, loadFramework, loadKnexScope };

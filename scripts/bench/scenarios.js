@@ -64,6 +64,25 @@ const overhead = [
 
   // Diagnostics (--diagnose): the method's own spread, what one middleware costs the framework
   // (the floor under a-…), and what the currentDb option costs (Node 20's AsyncLocalStorage).
+  // The b-… floor split in two: Knex's callback transaction against the same transaction taken
+  // with `await knex.transaction()` and committed by hand (Knex alone, e-…), and that against the
+  // lazy session (knex-scope's own share, f-…).
+  ...['express', 'fastify', 'hono'].flatMap((framework) =>
+    /** @type {const} */ (['sqlite', 'postgres']).flatMap((database) => [
+      {
+        name: `e-${framework}-${database}`,
+        title: `${label(framework)}, SELECT 1, ${label(database)}: knex.transaction(callback) against await knex.transaction() + commit()`,
+        a: side(framework, { route: 'knex', database }),
+        b: side(framework, { route: 'knex-trx', database }),
+      },
+      {
+        name: `f-${framework}-${database}`,
+        title: `${label(framework)}, SELECT 1, ${label(database)}: await knex.transaction() + commit() against the lazy session`,
+        a: side(framework, { route: 'knex-trx', database }),
+        b: side(framework, { middleware: 'withDb', route: 'scope', database }),
+      },
+    ]),
+  ),
   {
     name: 'c-twin',
     title: 'Express 5, route without database, two identical apps: the method’s own spread',
