@@ -7,7 +7,7 @@
 // same whatever else the host is doing. A CPU-bound server's throughput is inversely proportional
 // to its CPU cost per request, so A's instructions per request over B's estimates B/A throughput.
 //
-//   npm run build && node scripts/bench/instructions.js          # the targets, about 45 minutes
+//   npm run build && node scripts/bench/instructions.js          # the targets, about an hour
 //   node scripts/bench/instructions.js --only=a-express,b-postgres --procs=2
 //   node scripts/bench/instructions.js --in-process --only=a-express --sides=b   # to compare builds:
 //   BENCH_PACKAGE=.tmp/builds/x node scripts/bench/instructions.js --in-process --only=a-express --sides=b
