@@ -10,7 +10,7 @@
 //   KNEX_SCOPE_FAILOVER_URLS  primary,standby; default postgres://postgres@127.0.0.1:5434/test,
 //                             postgres://postgres@127.0.0.1:5435/test
 //   KNEX_SCOPE_GALERA_URLS    node 1,2,3; default mysql://root@127.0.0.1:3311/test, …:3312, …:3313
-const net = require('node:net');
+const { answers } = require('../probe-databases');
 
 /** @param {string | undefined} value @param {string[]} fallback */
 function list(value, fallback) {
@@ -38,24 +38,6 @@ function serviceUrls() {
       'mysql://root@127.0.0.1:3313/test',
     ]),
   };
-}
-
-/**
- * Whether something accepts TCP connections at the URL's host and port.
- * @param {string} url
- */
-function listening(url, timeout = 1_000) {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(port), hostname);
-    const done = (/** @type {boolean} */ ok) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-    socket.setTimeout(timeout, () => done(false));
-  });
 }
 
 /**
@@ -108,7 +90,7 @@ function describeError(error) {
  */
 async function probe(urls, check) {
   for (const url of urls) {
-    if (!(await listening(url))) {
+    if (!(await answers(url))) {
       const { host } = new URL(url);
       return { up: false, reason: `nothing accepts connections at ${host}` };
     }
