@@ -75,7 +75,7 @@ describe('scope.session (lazy request session)', () => {
 
   it('hands out a transaction with the same own properties as a plain knex.transaction()', async () => {
     // knex's transaction is a function with ~200 properties in V8 dictionary mode: one more made
-    // V8 copy the dictionary, 12 KB of garbage per session (BENCHMARKS.md). Replacing commit and
+    // V8 copy the dictionary, 12 KB of garbage per session (`git show 3c018c0:BENCHMARKS.md`). Replacing commit and
     // rollback is fine; adding a key is not.
     const plain = await db.knex.transaction();
     const plainKeys = Reflect.ownKeys(plain);

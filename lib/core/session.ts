@@ -49,7 +49,8 @@ const finished = Promise.resolve(undefined as unknown as Knex.Transaction);
 // The owner (the scope) rides on the session's own `commit` wrapper. Not a WeakMap: an entry per transaction
 // made every garbage collection walk thousands of ephemerons. Not a property of the transaction:
 // knex's transaction object is a dictionary-mode function with ~200 properties, and one more made
-// V8 grow and copy its dictionary, 12 KB of garbage per transaction (BENCHMARKS.md).
+// V8 grow and copy its dictionary, 12 KB of garbage per transaction
+// (`git show 3c018c0:BENCHMARKS.md`, "What changed since the previous measurement").
 const ownerKey = Symbol('knex-scope.owner');
 
 type OwnedCommit = Knex.Transaction['commit'] & { [ownerKey]?: object };
@@ -327,7 +328,7 @@ export class Session {
     this.#open.delete(this);
     // The scope keeps its lazy session until the next one, and an Express scope lives as long as
     // its response: without this, knex's ~60 KB transaction graph lived as long too, and more of it
-    // survived garbage collections (BENCHMARKS.md).
+    // survived garbage collections (`git show 3c018c0:BENCHMARKS.md`).
     this.ready = finished;
     if (this.#trace !== undefined) {
       settleSession(

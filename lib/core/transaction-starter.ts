@@ -23,7 +23,7 @@ export function transactionStarter(
 ): () => Promise<Knex.Transaction> {
   // run(undefined, …), not exit(…): the same context, but on Node 20 exit() switches the storage's
   // promise hooks off and on again, 1.7 % of the CPU of a SQLite route with currentDb: true
-  // (BENCHMARKS.md, "Node 24").
+  // (BENCHMARKS.md, "Overhead in time").
   if (settings === undefined)
     return () => scopeStorage.run(undefined, () => openTransaction(knex, config));
   const sql = `select ${settings.map(() => 'set_config(?, ?, true)').join(', ')}`;

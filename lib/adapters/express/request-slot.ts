@@ -40,7 +40,7 @@ const accessors = new Map<string, PropertyDescriptor>();
  * app.request)`, then properties added), so a property added to `req` copies that hidden class
  * on every request; adding a key to `res.locals`, a dictionary, does not. Saves about 25,000
  * instructions per request on a route without database (a-express in-process: 443.0k with a
- * plain `req.db = scope`, 418.4k with this; BENCHMARKS.md), without which a-express misses 0.99.
+ * plain `req.db = scope`, 417.3k with this; BENCHMARKS.md), without which a-express misses 0.99.
  *
  * @example
  * const slot = requestSlot('db');
