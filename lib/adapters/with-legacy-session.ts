@@ -2,10 +2,10 @@ import type { Knex } from 'knex';
 import type { DbConfig } from '../core/create-knex';
 import { createScopeCore } from '../core/create-scope-core';
 import type { DbOptions } from '../core/normalize-db-options';
-import { scopeControl } from '../core/scope';
 import { contextFree } from '../core/scope-storage';
 import { describeRequest } from './describe-request';
 import { requestSlot } from './express/request-slot';
+import { openEager } from './open-eager';
 import { type ScopeMiddleware, scopeMiddleware } from './scope-middleware';
 import { type Wrap, wrapHandler } from './wrap/wrap-handler';
 
@@ -38,16 +38,13 @@ export interface LegacySession extends ScopeMiddleware {
 export function withLegacySession(config: DbConfig, options?: LegacySessionOptions): LegacySession {
   const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
   const slot = requestSlot(property);
-  const middleware = scopeMiddleware(core, (target, scope, res) => {
-    const open = () =>
-      scope.session.then((trx) => {
-        slot.put(target, res, trx);
-      });
-    scopeControl.setReopen(scope, (stale) =>
-      (target as Record<string, unknown>)[property] === stale ? open() : Promise.resolve(),
-    );
-    return open();
-  });
+  const middleware = scopeMiddleware(core, (target, scope, res) =>
+    openEager(
+      scope,
+      () => (target as Record<string, unknown>)[property],
+      (trx) => slot.put(target, res, trx),
+    ),
+  );
   const legacy: LegacySession = Object.assign(middleware, {
     knex: core.knex,
     wrap: wrapHandler(core, (scope) => scope.session),

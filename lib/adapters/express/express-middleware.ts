@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
 import { scopeStorage } from '../../core/scope-storage';
 import type { Attach } from '../attach';
+import { closeWithResponse } from '../close-with-response';
 import { endWithResponse } from './end-with-response';
 import { Deferred } from './request-slot';
 
@@ -74,14 +75,6 @@ export function expressMiddleware(core: ScopeCore, attach: Attach, defer?: Defer
  * scopeControl.open(core, undefined, watchResponse, res);
  */
 export function watchResponse(scope: Scope, res: ServerResponse): void {
-  if (res.writableEnded || res.destroyed) {
-    scopeControl.close(scope, !res.writableEnded);
-    return;
-  }
-  endWithResponse(res, scope);
-  // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-  res.on('close', () => {
-    // Usually fires after the response, when the scope has already ended.
-    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
-  });
+  closeWithResponse(scope, res);
+  if (!scope.ended) endWithResponse(res, scope);
 }

@@ -9,6 +9,8 @@ import type { Knex } from 'knex';
 import { NoScopeError } from '../../core/errors';
 import { Scope, type ScopeCore, scopeControl } from '../../core/scope';
 import { scopeStorage } from '../../core/scope-storage';
+import { closeWithResponse } from '../close-with-response';
+import { openEager } from '../open-eager';
 import { markPlugin } from './mark-plugin';
 
 /** What the plugin puts on the request: the lazy scope (`withDb`) or the eager transaction. */
@@ -84,7 +86,7 @@ export function scopePlugin(
     scopeStorage.run(scopeOf(request), done);
   };
 
-  const openEager = (
+  const openEagerSession = (
     request: FastifyRequest,
     reply: FastifyReply,
     done: HookHandlerDoneFunction,
@@ -97,14 +99,13 @@ export function scopePlugin(
       reply,
     );
     slots[slot] = scope;
-    const open = () =>
-      scope.session.then((trx) => {
+    openEager(
+      scope,
+      () => slots[trxSlot],
+      (trx) => {
         slots[trxSlot] = trx;
-      });
-    scopeControl.setReopen(scope, (stale) =>
-      slots[trxSlot] === stale ? open() : Promise.resolve(),
-    );
-    open().then(() => (context ? scopeStorage.run(scope, done) : done()), done);
+      },
+    ).then(() => (context ? scopeStorage.run(scope, done) : done()), done);
   };
 
   const endOnSend = (
@@ -118,11 +119,7 @@ export function scopePlugin(
       done();
       return;
     }
-    const closing = scopeControl.close(
-      scope,
-      false,
-      core.commitOnSuccess && reply.statusCode < 400,
-    );
+    const closing = scopeControl.close(scope, false, reply.statusCode < 400);
     if (closing === undefined) done();
     // A second send (a handler that settled after Fastify's handlerTimeout sent the error
     // response, or a reply.send() without `return reply`) waits here on the same teardown as the
@@ -174,7 +171,7 @@ export function scopePlugin(
           return trx as Knex.Transaction;
         },
       });
-      fastify.addHook('preHandler', openEager);
+      fastify.addHook('preHandler', openEagerSession);
     }
     fastify.addHook('onError', endOnError);
     fastify.addHook('onSend', endOnSend);
@@ -186,22 +183,7 @@ export function scopePlugin(
   return markPlugin(plugin, 'knex-scope', '5.x') as unknown as FastifyPluginCallback;
 }
 
-/**
- * Ends the scope when the client disconnects before the response is complete, or when the socket
- * is destroyed (a connection or request timeout); `onSend` ends it otherwise, earlier.
- *
- * @example
- * scopeControl.open(core, undefined, watchReply, reply);
- */
-export function watchReply(scope: Scope, reply: FastifyReply): void {
-  const res = reply.raw;
-  if (res.writableEnded || res.destroyed) {
-    scopeControl.close(scope, !res.writableEnded);
-    return;
-  }
-  // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-  res.on('close', () => {
-    // Usually fires after onSend ended the scope: skip the getter then.
-    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
-  });
+// `onSend` ends the scope; its Node response's `close`, when the client left first.
+function watchReply(scope: Scope, reply: FastifyReply): void {
+  closeWithResponse(scope, reply.raw);
 }

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
 import { scopeStorage } from '../../core/scope-storage';
+import { type ClosingResponse, closeWithResponse } from '../close-with-response';
 
 /** Puts the scope (or what it opens) on the context; a promise delays the handler until it resolves. */
 export type HonoAttach = (c: Context, scope: Scope) => Promise<void> | undefined;
@@ -39,27 +40,17 @@ export function honoMiddleware(core: ScopeCore, attach: HonoAttach): MiddlewareH
 }
 
 /**
- * Ends the scope when the client disconnects before the middleware ended it. On
- * @hono/node-server that is the Node response's `close` before it finished (what aborts the
- * request's signal there); elsewhere, the request's signal.
- *
- * @example
- * scopeControl.open(core, undefined, watchSignal, c);
+ * Ends the scope when the client disconnects before the middleware ended it: on
+ * @hono/node-server, when the Node response closes first (what aborts the request's signal
+ * there); elsewhere, when the request's signal aborts.
  */
-export function watchSignal(scope: Scope, c: Context): void {
+function watchSignal(scope: Scope, c: Context): void {
   // Not `c.req.raw.signal` on @hono/node-server: its first read makes that server build an
-  // AbortController, and the listener an EventTarget entry, for every request: about 40,000
-  // instructions, 9 % of a route with one SELECT on SQLite (BENCHMARKS.md, b-hono-sqlite).
-  const outgoing = nodeResponse(c);
-  if (outgoing !== undefined) {
-    if (outgoing.destroyed) {
-      scopeControl.close(scope, !outgoing.writableFinished);
-      return;
-    }
-    // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-    outgoing.on('close', () => {
-      if (!scope.ended) scopeControl.close(scope, !outgoing.writableFinished);
-    });
+  // AbortController, and the listener an EventTarget entry, for every request: about 26,000
+  // instructions, 6 % of a route with one SELECT on SQLite (BENCHMARKS.md, b-hono-sqlite).
+  const outgoing = (c.env as { outgoing?: Partial<ClosingResponse> } | undefined)?.outgoing;
+  if (typeof outgoing?.on === 'function' && typeof outgoing.writableEnded === 'boolean') {
+    closeWithResponse(scope, outgoing as ClosingResponse);
     return;
   }
   const signal = c.req.raw.signal;
@@ -70,18 +61,4 @@ export function watchSignal(scope: Scope, c: Context): void {
   signal.addEventListener('abort', () => {
     if (!scope.ended) scopeControl.close(scope, true);
   });
-}
-
-interface NodeResponse {
-  readonly destroyed: boolean;
-  readonly writableFinished: boolean;
-  on(event: 'close', listener: () => void): unknown;
-}
-
-// @hono/node-server passes the Node request and response as `c.env.incoming` / `c.env.outgoing`.
-function nodeResponse(c: Context): NodeResponse | undefined {
-  const outgoing = (c.env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing;
-  return typeof outgoing?.on === 'function' && typeof outgoing.writableFinished === 'boolean'
-    ? (outgoing as NodeResponse)
-    : undefined;
 }

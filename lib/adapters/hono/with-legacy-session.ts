@@ -3,8 +3,8 @@ import type { Knex } from 'knex';
 import type { DbConfig } from '../../core/create-knex';
 import { createScopeCore } from '../../core/create-scope-core';
 import type { DbOptions } from '../../core/normalize-db-options';
-import { scopeControl } from '../../core/scope';
 import { contextFree } from '../../core/scope-storage';
+import { openEager } from '../open-eager';
 import { type Wrap, wrapHandler } from '../wrap/wrap-handler';
 import { describeContext } from './describe-context';
 import { honoMiddleware } from './hono-middleware';
@@ -38,16 +38,13 @@ export function withLegacySession<Property extends string = 'dbSession'>(
   options?: DbOptions & { readonly property?: Property },
 ): LegacySession<Property> {
   const { core, property, destroy } = createScopeCore(config, options, 'dbSession');
-  const middleware = honoMiddleware(core, (c, scope) => {
-    const open = () =>
-      scope.session.then((trx) => {
-        c.set(property as never, trx as never);
-      });
-    scopeControl.setReopen(scope, (stale) =>
-      c.get(property as never) === stale ? open() : Promise.resolve(),
-    );
-    return open();
-  });
+  const middleware = honoMiddleware(core, (c, scope) =>
+    openEager(
+      scope,
+      () => c.get(property as never),
+      (trx) => c.set(property as never, trx as never),
+    ),
+  );
   const legacy: LegacySession<Property> = Object.assign(middleware, {
     knex: core.knex,
     wrap: wrapHandler(core, (scope) => scope.session),

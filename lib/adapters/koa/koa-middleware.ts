@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { type Scope, type ScopeCore, scopeControl } from '../../core/scope';
 import { scopeStorage } from '../../core/scope-storage';
 import type { Attach } from '../attach';
+import { closeWithResponse } from '../close-with-response';
 
 /** The part of a Koa context knex-scope uses. */
 export interface KoaContextLike {
@@ -40,22 +41,8 @@ export function koaMiddleware(core: ScopeCore, attach: Attach): KoaHandler {
   };
 }
 
-/**
- * Ends the scope when the client disconnects before the response is complete (Koa's middleware
- * ends it after `next()` otherwise).
- *
- * @example
- * scopeControl.open(core, undefined, watchClose, ctx);
- */
-export function watchClose(scope: Scope, ctx: KoaContextLike): void {
-  const res = ctx.res;
-  if (res.destroyed) {
-    scopeControl.close(scope, !res.writableEnded);
-    return;
-  }
-  // `on`, not `once`: closing twice is harmless, and `once` allocates a wrapper per request.
-  res.on('close', () => {
-    // Usually fires after the response, when the scope has already ended: skip the getter then.
-    if (!scope.ended) scopeControl.close(scope, !res.writableEnded);
-  });
+// Koa's middleware ends the scope after `next()`; its Node response's `close`, when the client left
+// first.
+function watchClose(scope: Scope, ctx: KoaContextLike): void {
+  closeWithResponse(scope, ctx.res);
 }
