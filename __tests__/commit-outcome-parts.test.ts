@@ -1,5 +1,7 @@
 // The pure parts of commitOutcome: which servers keep a prepared XA transaction after its
 // connection is gone, and what an xid says and can be read back from XA RECOVER.
+
+import { observeBackendExit } from '../lib/retry/capture-postgres-backend';
 import { hasDurableXa } from '../lib/retry/mysql-session-info';
 import { newXid, parseXid, xaFormatId, xidSql } from '../lib/retry/xa-xid';
 
@@ -47,5 +49,28 @@ describe('xids', () => {
     expect(
       parseXid({ formatID: xaFormatId, gtrid_length: 5, bqual_length: 1, data: 'hello1' }),
     ).toBeUndefined();
+  });
+});
+
+describe('observeBackendExit', () => {
+  const fatal = (code: string) =>
+    Object.assign(new Error(`FATAL ${code}`), { severity: 'FATAL', code });
+
+  it.each([
+    ['57P01', true], // terminated (pg_terminate_backend) or shut down
+    ['25P03', true], // idle_in_transaction_session_timeout
+    ['57P05', true], // idle_session_timeout
+    ['08P01', false], // PgBouncer's own FATAL (query_timeout): the backend may still run
+    ['28000', false],
+  ])('a FATAL %s means the backend has exited: %s', async (code, exits) => {
+    let exited = false;
+    const trxClient = {
+      query: () => Promise.reject(fatal(code)),
+    } as unknown as Parameters<typeof observeBackendExit>[0];
+    observeBackendExit(trxClient, {} as never, () => {
+      exited = true;
+    });
+    await expect(trxClient.query({} as never, 'select 1')).rejects.toThrow(`FATAL ${code}`);
+    expect(exited).toBe(exits);
   });
 });

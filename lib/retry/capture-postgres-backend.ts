@@ -49,9 +49,9 @@ const listening = new WeakMap<object, { exited: () => void }>();
 
 /**
  * Calls `exited` when the backend of the pg client `connection` says it is exiting with a FATAL
- * (or PANIC) error — 57P01 when terminated or at shutdown, 25P03 and 57P05 on timeouts — as
- * the answer to a statement of `trxClient` or, between statements, as the client's 'error'
- * event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
+ * error of its own (57P01 when terminated or at shutdown, 57P02 at a crash, 25P03 and 57P05 on
+ * timeouts) or a PANIC, as the answer to a statement of `trxClient` or, between statements, as
+ * the client's 'error' event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
  * there is no server session left to end before a retry or a lookup. One listener per
  * connection, told about the session it runs now. Install before captureBackendAtBegin.
  * Internal to knex-scope.
@@ -85,7 +85,12 @@ export function observeBackendExit(
   };
 }
 
+// What PostgreSQL's own backend sends as it exits. Not every FATAL: PgBouncer sends FATALs of its
+// own (08P01: query_timeout, "server conn crashed?") while the backend behind it may still be
+// running the statement, which must then be ended before a retry or a lookup.
+const exitCodes = new Set(['57P01', '57P02', '57P05', '25P03']);
+
 function isExit(error: unknown): boolean {
-  const severity = (error as { severity?: unknown } | null)?.severity;
-  return severity === 'FATAL' || severity === 'PANIC';
+  const { severity, code } = (error ?? {}) as { severity?: unknown; code?: unknown };
+  return severity === 'PANIC' || (severity === 'FATAL' && exitCodes.has(String(code)));
 }
