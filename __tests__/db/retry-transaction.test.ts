@@ -15,6 +15,7 @@ import {
   withDb,
   withLegacySession,
 } from '../../lib';
+import { captureTransactionId } from '../../lib/retry/commit-outcome';
 import {
   backendId,
   countRows,
@@ -620,5 +621,23 @@ describe('retryTransaction stops when the request is gone', () => {
     } finally {
       await listening.close();
     }
+  });
+});
+
+describe('the PostgreSQL transaction id a lost COMMIT is looked up by', () => {
+  onPostgres('names its cluster in every session, whatever the session TimeZone', async () => {
+    const capture = (timeZone: string) =>
+      admin.transaction(async (trx) => {
+        await trx.raw(`set local timezone = '${timeZone}'`);
+        return (await captureTransactionId(trx)).id;
+      });
+    const { rows } = await admin.raw(
+      'select (pg_control_system()).system_identifier::text as system',
+    );
+    const system = (rows as { system: string }[])[0]?.system;
+    // The first capture reads the identifier; the next ones are told the server is the same.
+    expect((await capture('UTC')).system).toBe(system);
+    expect((await capture('Asia/Tokyo')).system).toBe(system);
+    expect((await capture('America/New_York')).system).toBe(system);
   });
 });

@@ -33,10 +33,10 @@ const history = `(pg_control_system()).system_identifier::text as system, ${time
 
 // pg_control_system() reads the control file under ControlFileLock: measured here, it made every
 // capture about 30 µs slower when idle and up to a millisecond under load. A server's identifier
-// never changes while its postmaster runs, so it is read once per postmaster start seen (the
-// start time is in memory) and the capture asks for it only when the server is another one.
-const systems = new Map<string, string>();
-let lastPostmaster = '-infinity';
+// never changes while its postmaster runs, so the capture asks for it only when the postmaster's
+// start (in memory; as epoch seconds, which no session's TimeZone or DateStyle changes) is not
+// the last one seen.
+let known = { postmaster: '-1', system: '' };
 
 /**
  * The id of the open PostgreSQL transaction `trx` (null if it wrote nothing:
@@ -54,10 +54,12 @@ export async function captureTransactionId(
   const backend = withBackend ? ', pg_backend_pid() as pid, now()::text as started' : '';
   // Inlined, not bound: without parameters pg sends the simple protocol, one message instead of
   // five. The value is the server's own output, checked against its shape when it was kept.
+  const asked = known;
+  const started = 'extract(epoch from pg_postmaster_start_time())';
   const result = (await trx.raw(
     'select txid_current_if_assigned()::text as xid, ' +
-      'pg_postmaster_start_time()::text as postmaster, ' +
-      `case when pg_postmaster_start_time() = '${lastPostmaster}'::timestamptz then null ` +
+      `${started}::text as postmaster, ` +
+      `case when ${started} = ${asked.postmaster} then null ` +
       `else (pg_control_system()).system_identifier::text end as system, ${timeline}${backend}`,
   )) as {
     rows: {
@@ -70,18 +72,14 @@ export async function captureTransactionId(
     }[];
   };
   const row = result.rows[0];
-  let system = row?.system ?? null;
-  if (row !== undefined) {
-    if (system === null) system = systems.get(row.postmaster) ?? null;
-    else {
-      if (systems.size >= 16) systems.clear();
-      systems.set(row.postmaster, system);
-      if (/^[0-9 :.+-]+$/.test(row.postmaster)) lastPostmaster = row.postmaster;
-    }
+  // null: the server started when the one asked about did, so it is that server.
+  const system = row === undefined ? '' : (row.system ?? asked.system);
+  if (row?.system != null && /^[0-9.]+$/.test(row.postmaster)) {
+    known = { postmaster: row.postmaster, system: row.system };
   }
   return {
-    // An identifier not known here (it cannot happen) matches no server: the outcome is unknown.
-    id: { xid: row?.xid ?? null, system: system ?? '', timeline: timelineOf(row?.wal) },
+    // An empty identifier (no row: it cannot happen) matches no server: the outcome is unknown.
+    id: { xid: row?.xid ?? null, system, timeline: timelineOf(row?.wal) },
     backend:
       row?.pid === undefined
         ? undefined
