@@ -24,6 +24,8 @@ interface Settings {
   database?: unknown;
   filename?: unknown;
   connectionString?: unknown;
+  /** mysql2's name for it (failoverConnection gives MySQL its URL so). */
+  uri?: unknown;
 }
 
 /**
@@ -38,8 +40,9 @@ export function databaseIdentity(knex: Knex): DatabaseIdentity {
   const dialect = client.dialect ?? 'other_sql';
   let settings = client.connectionSettings as Settings | string | undefined;
   if (typeof settings === 'string') settings = { connectionString: settings };
-  if (typeof settings?.connectionString === 'string' && URL.canParse(settings.connectionString)) {
-    const url = new URL(settings.connectionString);
+  const address = settings?.connectionString ?? settings?.uri;
+  if (typeof address === 'string' && URL.canParse(address)) {
+    const url = new URL(address);
     settings = {
       host: url.hostname || undefined,
       port: url.port || undefined,
