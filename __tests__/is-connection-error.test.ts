@@ -6,6 +6,7 @@ import { CommitOutcomeUnknownError, UnsafeRetryError } from '../lib/core/errors'
 import {
   isConnectionError,
   isTransientError,
+  outcomeUncertain,
   refusedByServer,
 } from '../lib/retry/is-connection-error';
 
@@ -448,5 +449,16 @@ describe('refusedByServer', () => {
     ['a deadlock', mysqlError(1213, 'ER_LOCK_DEADLOCK', '40001')],
   ])('is false for %s', (_label, error) => {
     expect(refusedByServer(error)).toBe(false);
+  });
+});
+
+describe('outcomeUncertain', () => {
+  it.each([
+    ['a lost connection at COMMIT', nodeError('ECONNRESET'), true],
+    ['pg 57P01', pgError('57P01', 'terminating connection', 'FATAL'), true],
+    ['Galera 1047: refused, so not applied', viaKnex(galeraNotReady(), 'COMMIT;'), false],
+    ['a deadlock: the server answered', mysqlError(1213, 'ER_LOCK_DEADLOCK', '40001'), false],
+  ])('%s → %s', (_label, error, uncertain) => {
+    expect(outcomeUncertain(error)).toBe(uncertain);
   });
 });

@@ -8,7 +8,7 @@ import {
   sessionChannel,
 } from '../observability/session-channel';
 import { tracingSubscribed } from '../observability/tracing-subscribed';
-import { isConnectionError } from '../retry/is-connection-error';
+import { outcomeUncertain } from '../retry/is-connection-error';
 import { type DatabaseIdentity, databaseIdentity } from './database-identity';
 import { writesData } from './writes-data';
 
@@ -193,7 +193,7 @@ export function resolveCommit(
   error: unknown,
   lookup: Promise<boolean>,
 ): Promise<boolean> {
-  if (trace === undefined || !isConnectionError(error)) return lookup;
+  if (trace === undefined || !outcomeUncertain(error)) return lookup;
   return lookup.then(
     (applied) => {
       trace.commitResolution = applied ? 'committed' : 'rolled back';

@@ -5,7 +5,7 @@ import { CommitOutcomeUnknownError, CommitOutcomeUnsupportedError } from '../cor
 import { captureBackendAtBegin, observeBackendExit } from './capture-postgres-backend';
 import { insertCommitMarker, lookUpCommitMarker, newMarkerToken } from './commit-marker';
 import { captureTransactionId, resolveCommitOutcome, type TransactionId } from './commit-outcome';
-import { isConnectionError, refusedByServer } from './is-connection-error';
+import { outcomeUncertain } from './is-connection-error';
 import { mysqlSessionInfo } from './mysql-session-info';
 import { openTrackedTransaction } from './open-tracked-transaction';
 import type { CommitOutcomeMode } from './retry-options';
@@ -190,7 +190,7 @@ export class AttemptTracker implements CommitTracker {
   async commitFailed(trx: Knex.Transaction, error: unknown, knex: Knex): Promise<boolean> {
     // Any other failure of COMMIT (a deferred constraint, a serialization failure, a Galera node
     // outside the primary component) is an answer from the server: the transaction was rolled back.
-    if (!isConnectionError(error) || refusedByServer(error)) return false;
+    if (!outcomeUncertain(error)) return false;
     const record = records.get(trx);
     // useXaTransaction settled it already: a connection error left means it was never prepared.
     if (record?.xa === true) return false;

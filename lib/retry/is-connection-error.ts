@@ -264,6 +264,18 @@ export function refusedByServer(error: unknown): boolean {
 }
 
 /**
+ * Tells whether a failed COMMIT (or XA END / PREPARE) leaves its outcome to be found out: the
+ * connection was lost, and not because the server refused the statement first. Anything else is
+ * the server's answer: not applied. Internal to knex-scope.
+ *
+ * @example
+ * if (!outcomeUncertain(commitError)) return false; // rolled back: safe to retry
+ */
+export function outcomeUncertain(error: unknown): boolean {
+  return isConnectionError(error) && !refusedByServer(error);
+}
+
+/**
  * Whether `message` ends with `text` on a word boundary: knex prefixes driver messages with the
  * SQL and " - " (knex `lib/execution/internal/query-executioner.js`).
  */

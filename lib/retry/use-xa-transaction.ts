@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { DriverConnection } from '../core/connection-state';
 import { CommitOutcomeUnknownError } from '../core/errors';
-import { isConnectionError, refusedByServer } from './is-connection-error';
+import { isConnectionError, outcomeUncertain } from './is-connection-error';
 import type { ServerSession } from './server-session';
 import { settleXaBranch } from './settle-xa-branch';
 import { type Xid, xidSql } from './xa-xid';
@@ -59,7 +59,7 @@ export function useXaTransaction(trxClient: TxClient, branch: XaBranch): void {
       step = 'commit';
       return await direct.call(client, connection, `XA COMMIT ${xid}`);
     } catch (error) {
-      if (step !== 'commit' && (!isConnectionError(error) || refusedByServer(error))) {
+      if (step !== 'commit' && !outcomeUncertain(error)) {
         // The server refused END or PREPARE (a deadlock, XA_RB*, a Galera node outside the
         // primary component): not prepared, so not applied.
         await direct.call(client, connection, `XA ROLLBACK ${xid}`).catch(() => {
