@@ -90,18 +90,10 @@ const isolationLevels: readonly string[] = [
  * normalizeDbOptions({ transaction: { isolationLevel: 'serializable' } }, 'db');
  * // { transaction: { isolationLevel: 'serializable' }, property: 'db', …, commit: 'explicit' }
  */
-export function normalizeDbOptions(options: unknown, defaultProperty: string): NormalizedDbOptions {
-  if (options === undefined) {
-    return {
-      transaction: undefined,
-      settings: undefined,
-      property: defaultProperty,
-      currentDb: false,
-      maxSessionsPerScope: Number.POSITIVE_INFINITY,
-      commit: 'explicit',
-      onForgotten: normalizeOnForgotten(undefined),
-    };
-  }
+export function normalizeDbOptions(
+  options: unknown = {},
+  defaultProperty: string,
+): NormalizedDbOptions {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new InvalidConfigError('The options must be an object.');
   }
