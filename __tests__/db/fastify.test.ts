@@ -130,6 +130,27 @@ describe('knex-scope/fastify withDb', () => {
     expectTypeOf(handler).returns.toEqualTypeOf<Promise<{ ended: boolean }>>();
   });
 
+  it('is not encapsulated: routes of sibling plugins registered after it see request.db, and Fastify 5 is required', async () => {
+    app = Fastify();
+    await app.register(db);
+    await app.register(async (orders) => {
+      orders.get('/orders', async (request) => {
+        const trx = await request.db.session;
+        const [row] = await trx(table).count({ n: '*' });
+        await trx.commit();
+        return { n: Number(row?.n) };
+      });
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const response = await fetch(`${url}/orders`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ n: 0 });
+    expect((db as unknown as Record<symbol, unknown>)[Symbol.for('plugin-meta')]).toMatchObject({
+      name: 'knex-scope',
+      fastify: '5.x',
+    });
+  });
+
   it('gives every request a scope as request.db and acquires nothing for routes that never read it', async () => {
     const counts: number[] = [];
     let url: string;
