@@ -396,6 +396,29 @@ describe('knex-scope/hono withDb', () => {
   );
 });
 
+describe('knex-scope/hono commit on success', () => {
+  it('rolls back a handler that threw even when app.onError answers below 400 (Hono keeps the error in c.error)', async () => {
+    await admin(table).delete();
+    const db = withDb(testConfig(), { commit: 'on-success', onForgotten: false });
+    try {
+      const app = new Hono();
+      app.onError((_error, c) => c.json({ handled: true }, 200));
+      app.use(db);
+      app.post('/fails', async (c) => {
+        const trx = await c.var.db.session;
+        await trx(table).insert({ name: 'half done' });
+        throw new Error('after the insert');
+      });
+      const response = await app.fetch(new Request('http://localhost/fails', { method: 'POST' }));
+      expect(response.status).toBe(200);
+      expect(await countRows(admin, table)).toBe(0);
+      expect(poolStats(db.knex).used).toBe(0);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('knex-scope/hono withLegacySession', () => {
   let legacy: LegacySession;
   let legacySql: string[];
