@@ -107,9 +107,22 @@ export function beginTraced<T>(trace: SessionTrace, begin: () => T): T {
 }
 
 /**
- * Makes a traced session's transaction client count its statements, and run them, the making of
- * its raw and schema builders and the running of every builder (`await trx('t')…`) through the
- * subscriber's `runInContext`: so that the spans of database instrumentations
+ * Counts one statement of a traced session (every statement of the user's comes to the
+ * transaction's client as a query object; BEGIN, COMMIT and ROLLBACK as strings), for the
+ * forgotten-session report and the session's span.
+ *
+ * @example
+ * if (typeof sql !== 'string') countStatement(trace, sql);
+ */
+export function countStatement(trace: SessionTrace, sql: unknown): void {
+  trace.statements++;
+  if (!trace.wrote && writesData(sql)) trace.wrote = true;
+}
+
+/**
+ * When the subscriber of a traced session gave a `runInContext`, makes the session's transaction
+ * client run its statements, the making of its raw and schema builders and the running of every
+ * builder (`await trx('t')…`) through it: so that the spans of database instrumentations
  * (`@opentelemetry/instrumentation-pg`, `-mysql2`, `-knex`) nest under the session's. Call it
  * before the session wraps `client.query` itself.
  *
@@ -117,20 +130,10 @@ export function beginTraced<T>(trace: SessionTrace, begin: () => T): T {
  * traceClient(trx.client, trace);
  */
 export function traceClient(client: TracedClient, trace: SessionTrace): void {
-  const query = client.query;
-  client.query = (connection, sql) => {
-    // BEGIN, COMMIT and ROLLBACK come as strings, every statement of the user's as a query object.
-    if (typeof sql !== 'string') {
-      trace.statements++;
-      if (!trace.wrote && writesData(sql)) trace.wrote = true;
-    }
-    const run = trace.runInContext;
-    return run === undefined
-      ? query.call(client, connection, sql)
-      : run(query, client, connection, sql);
-  };
   const run = trace.runInContext;
   if (run === undefined) return;
+  const query = client.query;
+  client.query = (connection, sql) => run(query, client, connection, sql);
   for (const name of builders) {
     const make = client[name];
     client[name] = function (this: unknown, ...args: unknown[]) {

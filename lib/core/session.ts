@@ -6,6 +6,7 @@ import { type DriverConnection, isClosed, refusedBeforeSending } from './connect
 import { ScopeClosedError, SessionClosedError } from './errors';
 import {
   beginTraced,
+  countStatement,
   resolveCommit,
   type SessionTrace,
   settleSession,
@@ -29,6 +30,7 @@ type RawConnection = DriverConnection;
 
 interface TxClient {
   query(connection: RawConnection, query: unknown): Promise<unknown>;
+  on(event: 'query-error', listener: (error: unknown) => void): unknown;
 }
 
 const kindLabels: Record<SessionKind, string> = {
@@ -214,7 +216,8 @@ export class Session {
     const commit = trx.commit;
     const rollback = trx.rollback;
     const client = trx.client as unknown as TxClient;
-    if (this.#trace !== undefined) traceClient(client as never, this.#trace);
+    const trace = this.#trace;
+    if (trace !== undefined) traceClient(client as never, trace);
     const query = client.query;
     // knex's transaction client refuses queries once the transaction is marked complete, which it
     // is as soon as COMMIT is sent; the prototype's query still reaches the connection.
@@ -222,20 +225,22 @@ export class Session {
 
     // A transaction runs on one connection.
     let used: RawConnection | undefined;
-    const discardIfLost = (error: unknown): never => {
-      // A server that answers but will not serve this connection again (a Galera node outside the
-      // primary component, a proxy relaying a lost backend) leaves the socket open, so neither the
-      // driver nor knex marks the connection: without this, the pool would hand it out again.
+    // A server that answers but will not serve this connection again (a Galera node outside the
+    // primary component, a proxy relaying a lost backend) leaves the socket open, so neither the
+    // driver nor knex marks the connection: without this, the pool would hand it out again. knex
+    // emits query-error on the transaction's client for every statement the driver failed, before
+    // the statement's promise rejects (lib/execution/internal/query-executioner.js): one listener
+    // per transaction instead of a promise per statement.
+    client.on('query-error', (error: unknown) => {
       if (used !== undefined && isConnectionError(error)) used.__knex__disposed ??= error;
-      throw error;
-    };
+    });
 
     client.query = (connection, sql) => {
       used = connection;
       if (typeof sql !== 'string') {
-        return this.#state === 'open' && !this.#scopeEnded
-          ? query.call(client, connection, sql).then(undefined, discardIfLost)
-          : Promise.reject(this.#closedError());
+        if (this.#state !== 'open' || this.#scopeEnded) return Promise.reject(this.#closedError());
+        if (trace !== undefined) countStatement(trace, sql);
+        return query.call(client, connection, sql);
       }
       if (sql === 'COMMIT;') {
         const closed = isClosed(connection, rollbackInFlight);
@@ -266,6 +271,8 @@ export class Session {
 
     const ownCommit = ((value?: unknown) => {
       const pending = this.#commit(trx, commit, value);
+      // Also marks it handled: knex's own commit() never rejects, so code written for it may
+      // not wait for this one.
       this.#pending = pending.catch(noop);
       return pending;
     }) as unknown as OwnedCommit;
@@ -302,8 +309,9 @@ export class Session {
     if (this.#state !== 'open' || this.#scopeEnded) throw this.#closedError();
     this.#state = 'committing';
     try {
-      // knex resolves commit() even when COMMIT fails; the failure is only in executionPromise.
-      await commit(value);
+      // knex resolves commit() even when COMMIT fails, and it settles executionPromise first, with
+      // the failure (lib/execution/transaction.js, query()): waiting for that alone is enough.
+      commit(value);
       await trx.executionPromise;
     } catch (error) {
       let applied = false;
