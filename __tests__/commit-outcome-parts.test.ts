@@ -1,6 +1,7 @@
 // The pure parts of commitOutcome: which servers keep a prepared XA transaction after its
 // connection is gone, and what an xid says and can be read back from XA RECOVER.
 
+import { EventEmitter } from 'node:events';
 import { observeBackendExit } from '../lib/retry/capture-postgres-backend';
 import { hasDurableXa } from '../lib/retry/mysql-session-info';
 import { newXid, parseXid, xaFormatId, xidSql } from '../lib/retry/xa-xid';
@@ -62,15 +63,14 @@ describe('observeBackendExit', () => {
     ['57P05', true], // idle_session_timeout
     ['08P01', false], // PgBouncer's own FATAL (query_timeout): the backend may still run
     ['28000', false],
-  ])('a FATAL %s means the backend has exited: %s', async (code, exits) => {
+  ])('a FATAL %s means the backend has exited: %s', (code, exits) => {
     let exited = false;
-    const trxClient = {
-      query: () => Promise.reject(fatal(code)),
-    } as unknown as Parameters<typeof observeBackendExit>[0];
+    // What knex's transaction client does with a statement's error: emit query-error, then reject.
+    const trxClient = new EventEmitter() as EventEmitter & { query(): Promise<unknown> };
     observeBackendExit(trxClient, {} as never, () => {
       exited = true;
     });
-    await expect(trxClient.query({} as never, 'select 1')).rejects.toThrow(`FATAL ${code}`);
+    trxClient.emit('query-error', fatal(code), { sql: 'select 1' });
     expect(exited).toBe(exits);
   });
 });

@@ -53,8 +53,7 @@ const listening = new WeakMap<object, { exited: () => void }>();
  * timeouts) or a PANIC, as the answer to a statement of `trxClient` or, between statements, as
  * the client's 'error' event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
  * there is no server session left to end before a retry or a lookup. One listener per
- * connection, told about the session it runs now. Install before captureBackendAtBegin.
- * Internal to knex-scope.
+ * connection, told about the session it runs now. Internal to knex-scope.
  *
  * @example
  * observeBackendExit(trxClient, connection, () => { record.done = true; });
@@ -76,13 +75,15 @@ export function observeBackendExit(
       if (isExit(error)) state.exited();
     });
   }
-  const inner = trxClient.query;
-  trxClient.query = function (this: TxClient, on: DriverConnection, sql: unknown) {
-    return inner.call(this, on, sql).catch((error: unknown) => {
-      if (isExit(error)) exited();
-      throw error;
-    });
-  };
+  // knex emits query-error on the transaction's client before the statement's promise rejects
+  // (lib/execution/internal/query-executioner.js): no promise per statement.
+  (trxClient as TxClient & ErrorEmitter).on('query-error', (error) => {
+    if (isExit(error)) exited();
+  });
+}
+
+interface ErrorEmitter {
+  on(event: 'query-error', listener: (error: unknown) => void): unknown;
 }
 
 // What PostgreSQL's own backend sends as it exits. Not every FATAL: PgBouncer sends FATALs of its
