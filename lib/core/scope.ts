@@ -224,7 +224,9 @@ export class Scope {
     if (this.#ended) throw this.#endedError();
     this.#open ??= new Set();
     const open = this.#open;
-    if (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex)) {
+    // Both limits are at least 1 (the options and tarn refuse less), so the first session of a
+    // scope skips reading the pool, a property of knex's dictionary-mode instance.
+    if (open.size > 0 && (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex))) {
       throw refuseSession(kind, this.knex, this.#limitError(open));
     }
     const counted = forgottenReported(this.#core.onForgotten);

@@ -24,8 +24,13 @@ export function transactionStarter(
   // run(undefined, …), not exit(…): the same context, but on Node 20 exit() switches the storage's
   // promise hooks off and on again, 1.7 % of the CPU of a SQLite route with currentDb: true
   // (BENCHMARKS.md, "Overhead in time").
-  if (settings === undefined)
-    return () => scopeStorage.run(undefined, () => openTransaction(knex, config));
+  if (settings === undefined) {
+    // Outside every currentDb scope (the storage holds nothing) there is nothing to leave: run()
+    // would only cost a rest array and an apply per session.
+    const open = () => openTransaction(knex, config);
+    return () =>
+      scopeStorage.getStore() === undefined ? open() : scopeStorage.run(undefined, open);
+  }
   const sql = `select ${settings.map(() => 'set_config(?, ?, true)').join(', ')}`;
   const bindings = settings.flat();
   return () =>
