@@ -15,7 +15,7 @@ const { servers } = require('../probe-databases');
  * @typedef {'sqlite' | 'postgres' | 'mariadb'} Database
  * @typedef {{
  *   framework: Framework;
- *   middleware?: 'noop' | 'withDb' | undefined;
+ *   middleware?: 'noop' | 'noop-hooks' | 'withDb' | undefined;
  *   route: 'plain' | 'knex' | 'knex-trx' | 'scope';
  *   database?: Database | undefined;
  *   currentDb?: boolean | undefined;
@@ -26,7 +26,10 @@ const { servers } = require('../probe-databases');
  * middleware  what the app gets before the route: nothing (undefined), a middleware that only
  *             passes the request on (`(req, res, next) => next()`, Koa `async (ctx, next) =>
  *             next()`, a Fastify `onRequest` hook calling `done()`, Hono `async (c, next) => {
- *             await next(); }`), or `withDb(config)` from the framework's entry
+ *             await next(); }`), or `withDb(config)` from the framework's entry; Fastify only:
+ *             noop-hooks, withDb's three hooks (onRequest, onError, onSend), each a no-op, with
+ *             its request decorator declared: the floor any plugin that ends a scope before the
+ *             response is written stands on
  * route       plain: answers { ok: true } without touching the database
  *             knex:  SELECT 1 in a hand-written `knex.transaction(async (trx) => …)`
  *             knex-trx: SELECT 1 in `const trx = await knex.transaction()`, committed by hand
@@ -102,7 +105,9 @@ function describeSide(side) {
       ? 'no middleware'
       : side.middleware === 'noop'
         ? `no-op ${side.framework === 'fastify' ? 'hook' : 'middleware'}`
-        : `withDb${side.currentDb === true ? ' currentDb' : ''}`;
+        : side.middleware === 'noop-hooks'
+          ? 'no-op onRequest, onError and onSend hooks'
+          : `withDb${side.currentDb === true ? ' currentDb' : ''}`;
   const route = {
     plain: '',
     knex: ', knex.transaction(callback)',
@@ -294,6 +299,40 @@ async function fastifyApp(side, { db, knex, counters }) {
       (
         /** @type {unknown} */ _req,
         /** @type {unknown} */ _reply,
+        /** @type {() => void} */ done,
+      ) => done(),
+    );
+  }
+  if (side.middleware === 'noop-hooks') {
+    if (side.framework !== 'fastify') throw new Error('middleware noop-hooks is Fastify only');
+    const slot = Symbol('slot');
+    app.decorateRequest(slot, null);
+    app.addHook(
+      'onRequest',
+      (
+        /** @type {any} */ request,
+        /** @type {unknown} */ reply,
+        /** @type {() => void} */ done,
+      ) => {
+        request[slot] = reply;
+        done();
+      },
+    );
+    app.addHook(
+      'onError',
+      (
+        /** @type {unknown} */ _req,
+        /** @type {unknown} */ _reply,
+        /** @type {unknown} */ _error,
+        /** @type {() => void} */ done,
+      ) => done(),
+    );
+    app.addHook(
+      'onSend',
+      (
+        /** @type {unknown} */ _req,
+        /** @type {unknown} */ _reply,
+        /** @type {unknown} */ _payload,
         /** @type {() => void} */ done,
       ) => done(),
     );

@@ -83,6 +83,20 @@ const overhead = [
       },
     ]),
   ),
+  // What a-fastify's target leaves for knex-scope: the hooks any plugin that ends a scope
+  // before the response is written must add (g-…), and withDb against them (h-…).
+  {
+    name: 'g-fastify-hooks',
+    title: `${label('fastify')}, route without database: withDb's three hooks as no-ops against a no-op hook`,
+    a: side('fastify', { middleware: 'noop', route: 'plain' }),
+    b: side('fastify', { middleware: 'noop-hooks', route: 'plain' }),
+  },
+  {
+    name: 'h-fastify-hooks',
+    title: `${label('fastify')}, route without database: withDb against its three hooks as no-ops`,
+    a: side('fastify', { middleware: 'noop-hooks', route: 'plain' }),
+    b: side('fastify', { middleware: 'withDb', route: 'plain' }),
+  },
   {
     name: 'c-twin',
     title: 'Express 5, route without database, two identical apps: the method’s own spread',
