@@ -233,6 +233,38 @@ describe('knex-scope/fastify withDb', () => {
     expect(sql.filter((s) => /^rollback/i.test(s))).toHaveLength(dialect === 'sqlite' ? 1 : 2);
   });
 
+  it('answers once when a handler sends and also returns a payload: the second send waits for the first’s COMMIT and is dropped', async () => {
+    const committing = withDb(testConfig(), { commit: 'on-success' });
+    const errors: unknown[] = [];
+    const onError = (error: unknown) => errors.push(error);
+    process.on('uncaughtException', onError);
+    try {
+      let url: string;
+      ({ app, url } = await serve(committing, (a) => {
+        a.post('/twice', async (request, reply) => {
+          const trx = await request.db.session;
+          await trx(table).insert({ name: 'once' });
+          // Without `return reply`, Fastify sends the returned value too, while the first send
+          // still waits in onSend for the COMMIT.
+          reply.code(201).send({ first: true });
+          return { second: true };
+        });
+      }));
+      const response = await post(`${url}/twice`);
+      expect(response.status).toBe(201);
+      expect(await response.json()).toEqual({ first: true });
+      expect(await names(admin, table)).toEqual(['once']);
+      await delay(50);
+      expect(errors).toEqual([]);
+      expect(poolStats(committing.knex)).toMatchObject({ used: 0, pending: 0 });
+    } finally {
+      process.off('uncaughtException', onError);
+      await app?.close();
+      app = undefined;
+      await committing.destroy();
+    }
+  });
+
   it('rolls back when the handler throws, and the error reaches the error handler', async () => {
     let url: string;
     ({ app, url } = await serve(db, (a) => {
