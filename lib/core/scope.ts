@@ -78,7 +78,9 @@ export class Scope {
   readonly knex: Knex;
   readonly #core: ScopeCore;
   readonly #outer: Scope | undefined;
-  #open: Set<Session> | undefined;
+  // In the order they were opened; an array, not a Set: a scope holds one or two, and V8 shrinks
+  // (rehashes) a Set as its last entry leaves.
+  #open: Session[] | undefined;
   #lazy: Session | undefined;
   #count = 0;
   #ended = false;
@@ -177,8 +179,9 @@ export class Scope {
    */
   async rollback(): Promise<void> {
     const open = this.#open;
-    if (open === undefined || open.size === 0) return;
-    await Promise.all(Array.from(open, (session) => session.rollback()));
+    if (open === undefined || open.length === 0) return;
+    // A copy: a session leaves `open` as it finishes.
+    await Promise.all(open.slice().map((session) => session.rollback()));
   }
 
   /**
@@ -222,11 +225,14 @@ export class Scope {
   #start(kind: SessionKind): Session {
     this.#observe();
     if (this.#ended) throw this.#endedError();
-    this.#open ??= new Set();
+    this.#open ??= [];
     const open = this.#open;
     // Both limits are at least 1 (the options and tarn refuse less), so the first session of a
     // scope skips reading the pool, a property of knex's dictionary-mode instance.
-    if (open.size > 0 && (open.size >= this.#core.maxSessions || open.size >= poolMax(this.knex))) {
+    if (
+      open.length > 0 &&
+      (open.length >= this.#core.maxSessions || open.length >= poolMax(this.knex))
+    ) {
       throw refuseSession(kind, this.knex, this.#limitError(open));
     }
     const counted = forgottenReported(this.#core.onForgotten);
@@ -239,21 +245,21 @@ export class Scope {
       open,
       counted,
     );
-    open.add(session);
+    open.push(session);
     return session;
   }
 
-  #limitError(open: Set<Session>): SessionLimitError {
-    const held = Array.from(open, (session) => session.label).join(', ');
+  #limitError(open: Session[]): SessionLimitError {
+    const held = open.map((session) => session.label).join(', ');
     const pool = poolMax(this.knex);
     const { maxSessions } = this.#core;
     const plural = (n: number) => `${n} connection${n === 1 ? '' : 's'}`;
     return new SessionLimitError(
       maxSessions < pool
-        ? `This scope already holds ${open.size} sessions (${held}), the maxSessionsPerScope of ` +
+        ? `This scope already holds ${open.length} sessions (${held}), the maxSessionsPerScope of ` +
             `${maxSessions}: behind a transaction pooler a new session could only wait for ` +
             'itself until the pooler times out. Commit or roll back a session first.'
-        : `This scope already holds ${open.size} of the pool's ${plural(pool)} (${held}), so a ` +
+        : `This scope already holds ${open.length} of the pool's ${plural(pool)} (${held}), so a ` +
             'new session could only wait for itself until the acquire timeout. Commit or roll ' +
             'back a session first, or raise pool.max.',
     );
@@ -268,23 +274,22 @@ export class Scope {
     this.#aborted = aborted;
     this.#abort?.abort(this.#endedError());
     const open = this.#open;
-    if (open === undefined || open.size === 0) return undefined;
+    if (open === undefined || open.length === 0) return undefined;
     const lazy = succeeded && !aborted && this.#core.commitOnSuccess ? this.#lazy : undefined;
-    const committing = lazy !== undefined && open.has(lazy) ? lazy : undefined;
+    const committing = lazy !== undefined && open.includes(lazy) ? lazy : undefined;
     const { onForgotten, describe } = this.#core;
     if (forgottenReported(onForgotten)) {
-      const forgotten =
-        committing === undefined ? open : Array.from(open).filter((s) => s !== committing);
+      const forgotten = committing === undefined ? open : open.filter((s) => s !== committing);
       reportForgotten(forgotten, onForgotten, describe, host, aborted);
     }
     if (committing === undefined) {
-      this.#closing = Promise.all(Array.from(open, (session) => session.discard())).then(noop);
+      this.#closing = Promise.all(open.slice().map((session) => session.discard())).then(noop);
       return this.#closing;
     }
     // The COMMIT's error is kept until every other session is rolled back, so that the error
     // response an adapter makes of it never goes out while this scope still holds a connection.
     let failure: { error: unknown } | undefined;
-    const ending = Array.from(open, (session) =>
+    const ending = open.slice().map((session) =>
       session === committing
         ? session.commitAtEnd().catch((error: unknown) => {
             failure = { error };

@@ -110,7 +110,7 @@ export class Session {
   #state: State = 'opening';
   #scopeEnded = false;
   #pending: Promise<void> | undefined;
-  readonly #open: Set<Session>;
+  readonly #open: Session[];
   readonly #knex: Knex;
   readonly #owner: object;
   #commitUndelivered = false;
@@ -123,7 +123,7 @@ export class Session {
     begin: () => Promise<Knex.Transaction>,
     knex: Knex,
     owner: object,
-    open: Set<Session>,
+    open: Session[],
     counted = false,
   ) {
     this.id = id;
@@ -333,7 +333,9 @@ export class Session {
 
   #finish(state: State, error?: unknown): void {
     this.#state = state;
-    this.#open.delete(this);
+    const open = this.#open;
+    const index = open.indexOf(this);
+    if (index !== -1) open.splice(index, 1);
     // The scope keeps its lazy session until the next one, and an Express scope lives as long as
     // its response: without this, knex's ~60 KB transaction graph lived as long too, and more of it
     // survived garbage collections (`git show 3c018c0:BENCHMARKS.md`).
