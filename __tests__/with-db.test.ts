@@ -3,6 +3,8 @@ import { knex as createKnex } from 'knex';
 import {
   InvalidConfigError,
   isKnexScopeError,
+  KnexScopeError,
+  NoScopeError,
   parseDatabaseUrl,
   redactUrl,
   withDb,
@@ -35,6 +37,10 @@ function failure(build: () => unknown): InvalidConfigError {
     void built?.destroy?.();
   } catch (error) {
     expect(error).toBeInstanceOf(InvalidConfigError);
+    // A TypeError, as Node's own errors for bad arguments are, and still a KnexScopeError.
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error).toBeInstanceOf(KnexScopeError);
+    expect((error as Error).name).toBe('InvalidConfigError');
     expect(isKnexScopeError(error)).toBe(true);
     expect((error as InvalidConfigError).code).toBe('ERR_INVALID_CONFIG');
     expect(everything(error)).not.toContain(password);
@@ -231,6 +237,17 @@ describe('withDb(config, options)', () => {
     ['onForgotten: true', { onForgotten: true }, /"onForgotten"/],
   ])('rejects %s', (_what, options, message) => {
     expect(failure(() => withDb(sqlite, options as never)).message).toMatch(message);
+  });
+
+  it('throws a TypeError for a bad option on every entry point, and only InvalidConfigError is both', () => {
+    for (const build of [withDb, withLegacySession, fastify.withDb, hono.withDb]) {
+      expect(() => build(sqlite, { commit: 'always' } as never)).toThrow(TypeError);
+    }
+    expect(new NoScopeError('outside') instanceof KnexScopeError).toBe(true);
+    expect(new NoScopeError('outside') instanceof TypeError).toBe(false);
+    expect(new NoScopeError('outside') instanceof InvalidConfigError).toBe(false);
+    expect(new TypeError('plain') instanceof KnexScopeError).toBe(false);
+    expect({ code: 'ERR_INVALID_CONFIG' } instanceof KnexScopeError).toBe(false);
   });
 
   it('rejects read-only or weaker-than-serializable transactions on SQLite instead of ignoring them', () => {

@@ -38,16 +38,34 @@ export class KnexScopeError extends Error {
   }
 }
 
+// InvalidConfigError is a TypeError, as Node's own errors for bad arguments are: `instanceof
+// KnexScopeError` holds for it all the same. The subclasses inherit this and keep the usual test.
+Object.defineProperty(KnexScopeError, Symbol.hasInstance, {
+  value: function hasInstance(this: object, value: unknown): boolean {
+    if (this === KnexScopeError && value instanceof InvalidConfigError) return true;
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  },
+});
+
 /**
  * The configuration given to `withDb`, `withLegacySession` or the test kit cannot work. Thrown at
- * construction, before any connection is made. The message never contains a password.
+ * construction, before any connection is made. The message never contains a password. A
+ * `TypeError`, as Node's own errors for bad arguments are, and a `KnexScopeError`
+ * (`instanceof` and `isKnexScopeError` both hold) with the code `ERR_INVALID_CONFIG`.
  *
  * @example
  * withDb('ftp://example.com/db'); // throws InvalidConfigError (code ERR_INVALID_CONFIG)
  */
-export class InvalidConfigError extends KnexScopeError {
+export class InvalidConfigError extends TypeError {
+  readonly code = 'ERR_INVALID_CONFIG' as const;
+
   constructor(message: string, options?: { cause?: unknown }) {
-    super('ERR_INVALID_CONFIG', message, options);
+    super(message, options);
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  override get name(): string {
+    return this.constructor.name;
   }
 }
 
