@@ -305,37 +305,55 @@ async function fastifyApp(side, { db, knex, counters }) {
   }
   if (side.middleware === 'noop-hooks') {
     if (side.framework !== 'fastify') throw new Error('middleware noop-hooks is Fastify only');
+    // BENCH_NOOP_HOOKS=slot,onError,onSend (the default: all three) picks the parts, to weigh
+    // them one at a time; the onRequest hook is always there, keeping the reply only with slot.
+    const parts = (process.env.BENCH_NOOP_HOOKS ?? 'slot,onError,onSend').split(',');
     const slot = Symbol('slot');
-    app.decorateRequest(slot, null);
-    app.addHook(
-      'onRequest',
-      (
-        /** @type {any} */ request,
-        /** @type {unknown} */ reply,
-        /** @type {() => void} */ done,
-      ) => {
-        request[slot] = reply;
-        done();
-      },
-    );
-    app.addHook(
-      'onError',
-      (
-        /** @type {unknown} */ _req,
-        /** @type {unknown} */ _reply,
-        /** @type {unknown} */ _error,
-        /** @type {() => void} */ done,
-      ) => done(),
-    );
-    app.addHook(
-      'onSend',
-      (
-        /** @type {unknown} */ _req,
-        /** @type {unknown} */ _reply,
-        /** @type {unknown} */ _payload,
-        /** @type {() => void} */ done,
-      ) => done(),
-    );
+    if (parts.includes('slot')) {
+      app.decorateRequest(slot, null);
+      app.addHook(
+        'onRequest',
+        (
+          /** @type {any} */ request,
+          /** @type {unknown} */ reply,
+          /** @type {() => void} */ done,
+        ) => {
+          request[slot] = reply;
+          done();
+        },
+      );
+    } else {
+      app.addHook(
+        'onRequest',
+        (
+          /** @type {unknown} */ _req,
+          /** @type {unknown} */ _reply,
+          /** @type {() => void} */ done,
+        ) => done(),
+      );
+    }
+    if (parts.includes('onError')) {
+      app.addHook(
+        'onError',
+        (
+          /** @type {unknown} */ _req,
+          /** @type {unknown} */ _reply,
+          /** @type {unknown} */ _error,
+          /** @type {() => void} */ done,
+        ) => done(),
+      );
+    }
+    if (parts.includes('onSend')) {
+      app.addHook(
+        'onSend',
+        (
+          /** @type {unknown} */ _req,
+          /** @type {unknown} */ _reply,
+          /** @type {unknown} */ _payload,
+          /** @type {() => void} */ done,
+        ) => done(),
+      );
+    }
   }
   if (db !== undefined) await app.register(db);
   app.setErrorHandler(

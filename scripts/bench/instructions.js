@@ -42,6 +42,7 @@
 //   --pool=N         BENCH_POOL         pool.max on PostgreSQL and MariaDB (default 10)
 //   --json=FILE                         also write the raw numbers as JSON
 //   BENCH_PACKAGE=DIR                   load knex-scope from DIR instead of dist/ (see apps.js)
+//   BENCH_NOOP_HOOKS=slot,onError,onSend  which no-op hooks the Fastify noop-hooks side has (apps.js)
 // For profiling (a dump per round, read with callgrind_annotate):
 //   BENCH_KEEP=1                        keep the dumps
 //   BENCH_VALGRIND_ARGS='--separate-callers=8'   more valgrind options
