@@ -34,6 +34,27 @@ onServer('a statement answered with a connection error on an open socket', () =>
     }
   });
 
+  test('so is it when the statement ran in a nested transaction (a savepoint)', async () => {
+    const db = withDb(testConfig({ max: 1 }));
+    try {
+      let first = 0;
+      await expect(
+        db.wrap(async (scope: Scope) => {
+          const trx: Knex.Transaction = await scope.session;
+          first = await backendId(trx);
+          await trx.transaction(async (nested) => {
+            await nested.raw(refusal);
+          });
+        })(),
+      ).rejects.toMatchObject(refused);
+      expect(poolStats(db.knex)).toMatchObject({ used: 0, pending: 0 });
+      const next = await db.wrap(async (scope: Scope) => backendId(await scope.session))();
+      expect(next).not.toBe(first);
+    } finally {
+      await db.destroy();
+    }
+  });
+
   test('an ordinary statement error keeps the connection', async () => {
     const db = withDb(testConfig({ max: 1 }));
     try {
