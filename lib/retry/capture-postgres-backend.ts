@@ -51,9 +51,9 @@ const listening = new WeakMap<object, { exited: () => void }>();
  * Calls `exited` when the backend of the pg client `connection` says it is exiting with a FATAL
  * error of its own (57P01 when terminated or at shutdown, 57P02 at a crash, 25P03 and 57P05 on
  * timeouts) or a PANIC, as the answer to a statement of `trxClient` or, between statements, as
- * the client's 'error' event. Such a backend runs nothing after that (a COMMIT it had finished stays finished), so
- * there is no server session left to end before a retry or a lookup. One listener per
- * connection, told about the session it runs now. Internal to knex-scope.
+ * the client's 'error' event. Such a backend runs nothing after that (a COMMIT it had finished
+ * stays finished), so there is no server session left to end before a retry or a lookup. One
+ * listener per connection, told about the session it runs now. Internal to knex-scope.
  *
  * @example
  * observeBackendExit(trxClient, connection, () => { record.done = true; });
@@ -77,13 +77,9 @@ export function observeBackendExit(
   }
   // knex emits query-error on the transaction's client before the statement's promise rejects
   // (lib/execution/internal/query-executioner.js): no promise per statement.
-  (trxClient as TxClient & ErrorEmitter).on('query-error', (error) => {
+  trxClient.on('query-error', (error) => {
     if (isExit(error)) exited();
   });
-}
-
-interface ErrorEmitter {
-  on(event: 'query-error', listener: (error: unknown) => void): unknown;
 }
 
 // What PostgreSQL's own backend sends as it exits. Not every FATAL: PgBouncer sends FATALs of its

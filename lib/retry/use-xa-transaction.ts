@@ -9,6 +9,8 @@ import { type Xid, xidSql } from './xa-xid';
 /** A knex transaction client (knex's `makeTxClient`): what knex sends BEGIN, COMMIT, ROLLBACK through. */
 export interface TxClient {
   query(connection: DriverConnection, sql: unknown): Promise<unknown>;
+  /** knex emits query-error for every statement the driver failed, before it rejects. */
+  on(event: 'query-error', listener: (error: unknown) => void): unknown;
 }
 
 /** One XA transaction: its id, the server session it runs on, and where to settle it from. */

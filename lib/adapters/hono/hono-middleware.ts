@@ -8,9 +8,10 @@ export type HonoAttach = (c: Context, scope: Scope) => Promise<void> | undefined
 
 /**
  * The Hono adapter: one scope per request, ended when `await next()` settles, which is before
- * the server writes the response, or at once when the client disconnects (`watchSignal`). With `commit: 'on-success'`, a `next()` after
- * which `c.error` is unset and the status is below 400 commits the lazy or eager session there,
- * and a failed COMMIT is thrown from the middleware, so that Hono answers it through `app.onError`.
+ * the server writes the response, or at once when the client disconnects (`watchSignal`). With
+ * `commit: 'on-success'`, a `next()` after which `c.error` is unset and the status is below 400
+ * commits the lazy or eager session there, and a failed COMMIT is thrown from the middleware, so
+ * that Hono answers it through `app.onError`.
  * Hono's compose keeps a handler's error in `c.error` rather than rethrowing it, which is why
  * `c.error` is read.
  *
