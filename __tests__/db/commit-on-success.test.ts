@@ -325,22 +325,24 @@ describe.each(frameworks)("commit: 'on-success' on %s", (_name, framework) => {
       expect(poolStats(served.knex).used).toBe(0);
     });
 
-    (legacy || dialect === 'sqlite' ? it.skip : it)(
-      'leaves explicit sessions to the caller: rolled back unless committed',
-      async () => {
-        expect((await post('/explicit')).status).toBe(200);
-        expect(await names(admin, table)).toEqual(['lazy']);
-        expect(poolStats(served.knex).used).toBe(0);
-      },
-    );
+    // withDb's only: withLegacySession hands the handler its one eager transaction and no scope
+    // to open other sessions from. SQLite's one connection cannot hold an explicit session beside
+    // the lazy one.
+    if (!legacy) {
+      (dialect === 'sqlite' ? it.skip : it)(
+        'leaves explicit sessions to the caller: rolled back unless committed',
+        async () => {
+          expect((await post('/explicit')).status).toBe(200);
+          expect(await names(admin, table)).toEqual(['lazy']);
+          expect(poolStats(served.knex).used).toBe(0);
+        },
+      );
 
-    (legacy ? it.skip : it)(
-      'commits the lazy session the handler opened after committing one itself',
-      async () => {
+      it('commits the lazy session the handler opened after committing one itself', async () => {
         expect((await post('/committed-twice')).status).toBe(200);
         expect(await names(admin, table)).toEqual(['first', 'second']);
-      },
-    );
+      });
+    }
 
     it('answers a COMMIT that fails with the framework’s error response, never a success', async () => {
       const response = await post('/commit-fails');

@@ -228,61 +228,37 @@ describe('knex-scope/hono withDb', () => {
   });
 
   it('ends the scope when the client disconnects mid-request (the Node response closes) and rolls back', async () => {
-    let scope: Scope | undefined;
-    let afterAbort: Promise<unknown> | undefined;
-    const entered = deferred();
+    const slow = abandonedRoute();
     const url = await listen(db, (app) => {
-      app.post('/slow', async (c) => {
-        scope = c.var.db;
-        const trx = await c.var.db.session;
-        await trx(table).insert({ name: 'abandoned' });
-        entered.resolve();
-        await once(c.var.db.signal, 'abort');
-        afterAbort = trx(table)
-          .insert({ name: 'after abort' })
-          .catch((error: unknown) => error);
-        return c.text('never sent');
-      });
+      app.post('/slow', slow.handler);
     });
     const client = http.request(`${url}/slow`, { method: 'POST' });
     client.on('error', () => {});
     client.end();
-    await entered.promise;
+    await slow.entered;
     client.destroy();
-    expect(await eventually(() => afterAbort !== undefined)).toBe(true);
-    expect(await afterAbort).toBeInstanceOf(ScopeClosedError);
-    expect(scope?.aborted).toBe(true);
+    expect(await eventually(() => slow.afterAbort !== undefined)).toBe(true);
+    expect(await slow.afterAbort).toBeInstanceOf(ScopeClosedError);
+    expect(slow.scope?.aborted).toBe(true);
     expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
     expect(await countRows(admin, table)).toBe(0);
   });
 
   it('ends the scope when the request signal aborts where there is no Node response (app.fetch) and rolls back', async () => {
-    let scope: Scope | undefined;
-    let afterAbort: Promise<unknown> | undefined;
-    const entered = deferred();
+    const slow = abandonedRoute();
     const app = new Hono();
     app.use(db);
-    app.post('/slow', async (c) => {
-      scope = c.var.db;
-      const trx = await c.var.db.session;
-      await trx(table).insert({ name: 'abandoned' });
-      entered.resolve();
-      await once(c.var.db.signal, 'abort');
-      afterAbort = trx(table)
-        .insert({ name: 'after abort' })
-        .catch((error: unknown) => error);
-      return c.text('never sent');
-    });
+    app.post('/slow', slow.handler);
     const client = new AbortController();
     const response = app.fetch(
       new Request('http://localhost/slow', { method: 'POST', signal: client.signal }),
     );
-    await entered.promise;
-    expect(scope?.ended).toBe(false);
+    await slow.entered;
+    expect(slow.scope?.ended).toBe(false);
     client.abort();
-    expect(await eventually(() => afterAbort !== undefined)).toBe(true);
-    expect(await afterAbort).toBeInstanceOf(ScopeClosedError);
-    expect(scope?.aborted).toBe(true);
+    expect(await eventually(() => slow.afterAbort !== undefined)).toBe(true);
+    expect(await slow.afterAbort).toBeInstanceOf(ScopeClosedError);
+    expect(slow.scope?.aborted).toBe(true);
     await response;
     expect(await eventually(() => poolStats(db.knex).used === 0)).toBe(true);
     expect(await countRows(admin, table)).toBe(0);
@@ -530,6 +506,36 @@ describe('knex-scope/hono withLegacySession', () => {
     }
   });
 });
+
+/**
+ * A route that inserts a row in its lazy session, then waits for the scope's signal to abort and
+ * tries another insert, kept as `afterAbort`; `entered` resolves once it waits.
+ */
+function abandonedRoute(): {
+  handler: (c: Context) => Promise<Response>;
+  entered: Promise<void>;
+  scope: Scope | undefined;
+  afterAbort: Promise<unknown> | undefined;
+} {
+  const entered = deferred();
+  const route: ReturnType<typeof abandonedRoute> = {
+    entered: entered.promise,
+    scope: undefined,
+    afterAbort: undefined,
+    async handler(c) {
+      route.scope = c.var.db;
+      const trx = await c.var.db.session;
+      await trx(table).insert({ name: 'abandoned' });
+      entered.resolve();
+      await once(c.var.db.signal, 'abort');
+      route.afterAbort = trx(table)
+        .insert({ name: 'after abort' })
+        .catch((error: unknown) => error);
+      return c.text('never sent');
+    },
+  };
+  return route;
+}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
